@@ -1,0 +1,1 @@
+"""The database edge: typed models, engine and session factory, migrations."""

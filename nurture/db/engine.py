@@ -1,0 +1,116 @@
+"""Engines, sessions and the migration check, for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from nurture.config import MIGRATIONS_DIR
+from nurture.errors import DatabaseNotReadyError
+
+SQLITE_BUSY_MS = 30_000
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine tuned for nurture's access pattern.
+
+    On SQLite every transaction starts with ``BEGIN IMMEDIATE``: writers queue
+    on the busy timeout instead of failing half-way, so two ticks at once are
+    serialised by the database rather than racing.
+    """
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, **kwargs)
+        _sqlite_pragmas(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded values after commit (stages read them later)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error."""
+    with factory.begin() as session:
+        yield session
+
+
+def alembic_config(url: str) -> Config:
+    """An alembic configuration pointing at nurture's migrations."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest migration this code knows."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None when it has no nurture tables."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(url: str) -> tuple[str | None, str]:
+    """Apply every pending migration; return (revision before, revision after)."""
+    from alembic import command  # noqa: PLC0415  (alembic.command is slow to import)
+
+    engine = make_engine(url)
+    try:
+        before = current_revision(engine)
+    finally:
+        engine.dispose()
+    command.upgrade(alembic_config(url), "head")
+    return before, head_revision()
+
+
+def ensure_ready(engine: Engine) -> None:
+    """Raise ``DatabaseNotReadyError`` unless the schema is at head."""
+    try:
+        current = current_revision(engine)
+    except OperationalError as exc:
+        raise DatabaseNotReadyError(
+            f"cannot open the database ({exc.orig}); check NURTURE_DATABASE_URL"
+        ) from None
+    head = head_revision()
+    if current is None:
+        raise DatabaseNotReadyError(
+            "the database has no nurture tables yet; run `nurture db upgrade` first"
+        )
+    if current != head:
+        raise DatabaseNotReadyError(
+            f"the database is at migration {current} but this nurture needs {head}; "
+            "run `nurture db upgrade`"
+        )

@@ -1,0 +1,153 @@
+"""SQLAlchemy 2 typed models: the durable state of every course.
+
+Times are aware UTC datetimes (``UTCDateTime``); statuses are the domain
+enums, stored as their string values.  Migrations in ``alembic/`` must build
+exactly this schema (a test compares them).
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from nurture.db.types import UTCDateTime
+from nurture.domain import CourseStatus, EventKind, SessionStatus
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_public_id() -> str:
+    """An opaque, unguessable identifier for URLs and the API."""
+    return secrets.token_urlsafe(16)
+
+
+def _enum(kind: type[enum.Enum], length: int = 16) -> Enum:
+    return Enum(
+        kind,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    """Declarative base with one naming convention and UTC datetimes."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime()}  # noqa: RUF012  (SQLAlchemy's contract)
+
+
+class Client(Base):
+    """A person who receives emails; personal data is nulled when erased."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    email: Mapped[str | None] = mapped_column(String(254), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    unsubscribed_at: Mapped[datetime | None]
+    erased_at: Mapped[datetime | None]
+
+    courses: Mapped[list[Course]] = relationship(back_populates="client", order_by="Course.id")
+
+
+class Course(Base):
+    """One course of treatment, from enrolment to completion or withdrawal."""
+
+    __tablename__ = "courses"
+    __table_args__ = (
+        Index(
+            "uq_courses_one_active",
+            "client_id",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    #: Health data: canonical, comma-separated scar types.  Never logged.
+    scar_types: Mapped[str] = mapped_column(String(64))
+    sessions_planned: Mapped[int]
+    status: Mapped[CourseStatus] = mapped_column(_enum(CourseStatus))
+    hypertrophic_confirmed: Mapped[bool] = mapped_column(default=False)
+    enrolled_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+    client: Mapped[Client] = relationship(back_populates="courses")
+    sessions: Mapped[list[TreatmentSession]] = relationship(
+        back_populates="course", order_by="TreatmentSession.number"
+    )
+
+
+class TreatmentSession(Base):
+    """One microneedling session of a course (created when first booked)."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (UniqueConstraint("course_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id"))
+    number: Mapped[int]
+    status: Mapped[SessionStatus] = mapped_column(_enum(SessionStatus))
+    scheduled_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    #: Bumped on every reschedule or cancellation (the calendar SEQUENCE).
+    revision: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime]
+
+    course: Mapped[Course] = relationship(back_populates="sessions")
+
+
+class Event(Base):
+    """The history: one row per recorded fact, never updated."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index(None, "client_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"))
+    course_id: Mapped[int | None] = mapped_column(ForeignKey("courses.id"))
+    kind: Mapped[EventKind] = mapped_column(_enum(EventKind, 24))
+    session_number: Mapped[int | None]
+    occurred_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(120))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Suppression(Base):
+    """An address that must never be emailed, kept only as a hash."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime]

@@ -1,0 +1,89 @@
+"""Read-only views of clients and their courses for the front doors."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from nurture.db.models import Client, Course
+from nurture.domain import SessionStatus
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    """One line of the clients list."""
+
+    id: str
+    email: str | None
+    name: str | None
+    timezone: str
+    status: str
+    sessions_planned: int
+    sessions_booked: int
+    sessions_completed: int
+    next_session: int | None
+    next_session_at: str | None
+    next_session_local: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return asdict(self)
+
+
+def client_status(client: Client, course: Course | None) -> str:
+    """One word for where the client stands."""
+    if client.erased_at is not None:
+        return "erased"
+    if client.unsubscribed_at is not None:
+        return "unsubscribed"
+    return course.status.value if course is not None else "none"
+
+
+def summarise(client: Client, now: datetime) -> ClientRow:
+    """Course progress of a client's latest course."""
+    course = client.courses[-1] if client.courses else None
+    booked = completed = 0
+    next_number: int | None = None
+    next_at: datetime | None = None
+    if course is not None:
+        for s in course.sessions:
+            if s.status is SessionStatus.COMPLETED:
+                completed += 1
+            elif s.status is SessionStatus.BOOKED:
+                booked += 1
+                if next_at is None or (s.scheduled_at is not None and s.scheduled_at < next_at):
+                    next_number, next_at = s.number, s.scheduled_at
+    zone = ZoneInfo(client.timezone)
+    return ClientRow(
+        id=client.public_id,
+        email=client.email,
+        name=client.name,
+        timezone=client.timezone,
+        status=client_status(client, course),
+        sessions_planned=course.sessions_planned if course else 0,
+        sessions_booked=booked,
+        sessions_completed=completed,
+        next_session=next_number,
+        next_session_at=next_at.isoformat() if next_at else None,
+        next_session_local=next_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        if next_at
+        else None,
+    )
+
+
+def list_clients(db: Session, now: datetime, search: str | None = None) -> list[ClientRow]:
+    """Every client (erased ones last), optionally filtered by name or email."""
+    query = (
+        select(Client)
+        .options(selectinload(Client.courses).selectinload(Course.sessions))
+        .order_by(Client.erased_at.is_not(None), Client.name, Client.id)
+    )
+    if search:
+        pattern = f"%{search.strip().lower()}%"
+        query = query.where(Client.email.like(pattern) | Client.name.ilike(pattern))
+    return [summarise(c, now) for c in db.scalars(query)]
