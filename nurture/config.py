@@ -85,10 +85,12 @@ class Settings:
         """The SQLite file behind ``database_url``, if it is a file."""
         if not self.is_sqlite:
             return None
-        rest = self.database_url.split(":///", 1)
-        if len(rest) != 2 or rest[1] in ("", ":memory:"):
+        from sqlalchemy.engine import make_url  # noqa: PLC0415  (keep settings import light)
+
+        database = make_url(self.database_url).database
+        if database in (None, "", ":memory:") or database.startswith("file:"):
             return None
-        return Path(rest[1].split("?", 1)[0])
+        return Path(database)
 
     def signing_key(self) -> str:
         """The key that signs unsubscribe links and staff sessions.
@@ -145,6 +147,8 @@ def load_settings(
         if value is not None and value != "":
             raw[key] = value
     for key, value in (overrides or {}).items():
+        if key not in _PARSERS:
+            raise ConfigurationError(f"unknown setting {key!r}")
         if value is not None:
             raw[key] = value
     return _build(raw, config_file)
@@ -179,8 +183,8 @@ def _build(raw: Mapping[str, str], config_file: Path | None) -> Settings:
     values: dict[str, Any] = {"config_file": config_file}
     for key, text in raw.items():
         values.update(_PARSERS[key](text))
-    if "clinic_name" in raw and "from" not in raw:
-        values["from_name"] = values["clinic_name"]
+    if not values.get("from_name"):  # no sender name given: the clinic's name
+        values["from_name"] = values.get("clinic_name", Settings.clinic_name)
     settings = replace(Settings(), **values)
     if settings.lease_seconds <= settings.smtp_timeout:
         raise ConfigurationError(
@@ -199,7 +203,7 @@ def _whole(key: str, low: int, high: int) -> Callable[[str], dict[str, Any]]:
 
 
 def _parse_sender(text: str) -> dict[str, Any]:
-    name, address = _sender(text, Settings.from_name)
+    name, address = _sender(text)
     return {"from_name": name, "from_address": address}
 
 
@@ -272,7 +276,8 @@ def _database_url(text: str) -> str:
 
 def _one_line(name: str, text: str) -> str:
     value = text.strip()
-    if not value or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    controls = any(ord(c) < 32 or ord(c) == 127 for c in value)
+    if not value or len(value.splitlines()) != 1 or controls:
         raise ConfigurationError(f"NURTURE_{name.upper()}: must be one non-empty line of text")
     return value
 
@@ -284,7 +289,7 @@ def _address(setting: str, text: str) -> str:
         raise ConfigurationError(f"{setting}: {text!r} is not an email address ({exc})") from exc
 
 
-def _sender(text: str, default_name: str) -> tuple[str, str]:
+def _sender(text: str) -> tuple[str, str]:
     if any(c in text for c in "\r\n"):
         raise ConfigurationError("NURTURE_FROM: must be one line")
     name, addr = parseaddr(text)
@@ -292,7 +297,7 @@ def _sender(text: str, default_name: str) -> tuple[str, str]:
         raise ConfigurationError(
             f"NURTURE_FROM: {text!r} is not a sender; use 'Clinic Name <care@clinic.com>'"
         )
-    return (name or default_name), _address("NURTURE_FROM", addr)
+    return name.strip(), _address("NURTURE_FROM", addr)
 
 
 def _zone(setting: str, text: str) -> str:
