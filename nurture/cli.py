@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,18 @@ def _runtime(ctx: click.Context) -> Runtime:
     show_envvar=True,
     help="Who is recording facts, kept in the history  [default: cli:<login name>]",
 )
+@click.option(
+    "--log-level",
+    envvar="NURTURE_LOG_LEVEL",
+    show_envvar=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="How much to log to stderr (events with fields, never health data).",
+)
 @click.version_option(package_name="nurture")
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None, actor: str | None) -> None:
+def cli(ctx: click.Context, database_url: str | None, actor: str | None, log_level: str) -> None:
     """Walk skin-clinic clients through a course of microneedling by email.
 
     Settings come from NURTURE_* environment variables, then a nurture.toml
@@ -55,8 +65,18 @@ def cli(ctx: click.Context, database_url: str | None, actor: str | None) -> None
     offset) replaces the clock for every command, to simulate a course.
     """
     settings = load_settings(overrides={"database_url": database_url} if database_url else None)
+    _configure_logging(log_level)
     ctx.obj = Runtime(settings, actor=actor or f"cli:{_login()}")
     ctx.call_on_close(ctx.obj.close)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _login() -> str:
@@ -320,6 +340,156 @@ def import_(ctx: click.Context, file: Path, skip_invalid: bool, confirm_hypertro
     _warn(report.warnings)
     skipped = f", skipped {len(report.errors)} bad row(s)" if report.errors else ""
     click.echo(f"imported {report.imported} client(s){skipped}")
+
+
+@cli.command()
+@click.pass_context
+def tick(ctx: click.Context) -> None:
+    """Deliver every email that is due now, then exit (for cron and scripts)."""
+    runtime = _runtime(ctx).ready()
+    report = runtime.dispatcher().tick()
+    click.echo(
+        f"sent {report.sent}, deferred {report.deferred} to the send window, "
+        f"skipped {report.skipped}, cancelled {report.cancelled}, "
+        f"retrying {report.retried}, failed {report.failed}"
+        + (f", lost {report.lost} claims" if report.lost else "")
+    )
+
+
+@cli.command()
+@click.option(
+    "--interval",
+    type=click.IntRange(1, 3600),
+    envvar="NURTURE_TICK_SECONDS",
+    show_envvar=True,
+    help="Seconds between ticks  [default: 60]",
+)
+@click.pass_context
+def run(ctx: click.Context, interval: int | None) -> None:
+    """Run the scheduler: tick at an interval until SIGTERM or Ctrl-C.
+
+    Any number of workers may share one PostgreSQL database; each email is
+    claimed by one worker at a time.
+    """
+    from nurture.scheduler import run_forever  # noqa: PLC0415  (APScheduler only here)
+
+    runtime = _runtime(ctx).ready()
+    runtime.sequence  # noqa: B018  (validate the sequence and templates before starting)
+    run_forever(runtime.dispatcher(), interval or runtime.settings.tick_seconds)
+
+
+@cli.command()
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@click.pass_context
+def timeline(ctx: click.Context, email: str, as_json: bool) -> None:
+    """Show every email of a client's course: due, sent, skipped, cancelled and why."""
+    runtime = _runtime(ctx)
+    with runtime.transaction() as db:
+        client = enrollment.find_client(db, email)
+        entries = reports.timeline(db, client)
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=2, ensure_ascii=False))
+        return
+    if not entries:
+        click.echo(f"no emails planned for {client.email}")
+        return
+    for e in entries:
+        session = f"#{e.session}" if e.session else ""
+        when = f"sent {e.sent_at[:16]}Z" if e.sent_at else f"due {e.due_local}"
+        reason = f"  ({e.reason})" if e.reason else ""
+        click.echo(f"{e.status:<9} {e.step:<22} {session:<4} {when}{reason}")
+
+
+@cli.command()
+@click.argument("step")
+@click.option("--email", help="Render for this enrolled client, as it would be sent.")
+@click.option("--session", "session_number", type=int, help="The session it is about.")
+@click.option(
+    "--scar",
+    "scars",
+    multiple=True,
+    metavar="TYPE",
+    help="Render for a sample client with these scar types (repeatable).",
+)
+@click.option(
+    "--sessions",
+    "planned",
+    type=click.IntRange(1, 20),
+    default=5,
+    show_default=True,
+    help="Planned sessions of the sample client.",
+)
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the HTML part to this file.",
+)
+@click.option(
+    "--eml",
+    "eml_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the whole message to this file.",
+)
+@click.pass_context
+def preview(
+    ctx: click.Context,
+    step: str,
+    email: str | None,
+    session_number: int | None,
+    scars: tuple[str, ...],
+    planned: int,
+    html_file: Path | None,
+    eml_file: Path | None,
+) -> None:
+    """Render one step of the sequence, for a client or a sample client."""
+    from nurture import previewing  # noqa: PLC0415
+
+    runtime = _runtime(ctx)
+    result = previewing.preview(
+        runtime,
+        step,
+        email=email,
+        session_number=session_number,
+        scars=scars,
+        planned=planned,
+    )
+    click.echo(result.headers)
+    click.echo("")
+    click.echo(result.text)
+    if html_file is not None:
+        html_file.write_text(result.html, encoding="utf-8")
+        click.echo(f"(HTML part written to {html_file})", err=True)
+    if eml_file is not None:
+        eml_file.write_bytes(result.data)
+        click.echo(f"(message written to {eml_file})", err=True)
+
+
+@cli.command()
+@click.option(
+    "--days",
+    type=click.IntRange(1, 400),
+    default=150,
+    show_default=True,
+    help="How many simulated days to run.",
+)
+@click.pass_context
+def demo(ctx: click.Context, days: int) -> None:
+    """Simulate a whole course for sample clients and send through the real pipeline.
+
+    Migrates the database if needed, enrols four sample clients (every scar
+    type), records bookings, a reschedule, a cancellation, attendance and an
+    unsubscribe on a simulated clock, runs the real tick every simulated hour
+    and leaves the emails in the configured transport (by default ./outbox).
+    """
+    from nurture.demo import run_demo  # noqa: PLC0415
+
+    runtime = _runtime(ctx)
+    db_engine.upgrade(runtime.settings.database_url)
+    runtime.actor = "demo"
+    sent = run_demo(runtime, click.echo, days)
+    click.echo(f"demo done: {sent} emails sent through {runtime.settings.transport}")
 
 
 def _warn(warnings: list[str]) -> None:

@@ -60,6 +60,16 @@ class SessionStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class MessageStatus(enum.StrEnum):
+    """Where one planned email stands."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
 class EventKind(enum.StrEnum):
     """Facts staff (or clients) record; the course history is a list of these."""
 
@@ -83,6 +93,7 @@ class SessionFacts:
     scheduled_at: datetime | None
     completed_at: datetime | None
     revision: int
+    changed_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

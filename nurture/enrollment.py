@@ -8,9 +8,8 @@ whole change lands or nothing does.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,9 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture import validation
-from nurture.db.models import Client, Course, Event, Suppression, TreatmentSession
+from nurture.db.models import Client, Course, Event, TreatmentSession
 from nurture.domain import CourseStatus, EventKind, ScarType, SessionStatus, only_hypertrophic
 from nurture.errors import ConflictError, NotFoundError, ValidationError
+from nurture.reconcile import Planner, is_suppressed
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class Context:
 
     now: datetime
     actor: str
+    planner: Planner
     default_timezone: str = "Europe/London"
     min_spacing: timedelta = timedelta(weeks=6)
 
@@ -89,11 +90,6 @@ def check_enrolment(
     return request
 
 
-def email_hash(email: str) -> str:
-    """The suppression key of an address: a SHA-256 of its normalised form."""
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
-
-
 def enroll(db: Session, ctx: Context, request: Enrolment) -> Outcome:
     """Record a new client (or a returning one) with a new active course."""
     client = db.scalar(select(Client).where(Client.email == request.email))
@@ -134,14 +130,6 @@ def enroll(db: Session, ctx: Context, request: Enrolment) -> Outcome:
     log.info("client_enrolled client=%s course=%s", client.public_id, course.id)
     _replan(db, course, ctx)
     return Outcome(client=client, course=course, warnings=warnings)
-
-
-def is_suppressed(db: Session, email: str) -> bool:
-    """True when the address is on the hashed do-not-email list."""
-    return (
-        db.scalar(select(Suppression.id).where(Suppression.email_hash == email_hash(email)))
-        is not None
-    )
 
 
 def find_client(db: Session, email: str) -> Client:
@@ -399,11 +387,5 @@ def _record(
 
 
 def _replan(db: Session, course: Course, ctx: Context) -> None:
-    """Bring the course's pending emails in line with its facts (the engine's hook)."""
-    hooks: Sequence[Any] = _REPLAN_HOOKS
-    for hook in hooks:
-        hook(db, course, ctx.now)
-
-
-#: Filled by the planning stage; enrolment does not import it, to keep the pipeline one-way.
-_REPLAN_HOOKS: list[Any] = []
+    """Bring the course's emails in line with its facts, in this transaction."""
+    ctx.planner.replan(db, course, ctx.now)

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from nurture.db.models import Client, Course
+from nurture.db.models import Client, Course, Message
 from nurture.domain import SessionStatus
 
 
@@ -87,3 +87,48 @@ def list_clients(db: Session, now: datetime, search: str | None = None) -> list[
         pattern = f"%{search.strip().lower()}%"
         query = query.where(Client.email.like(pattern) | Client.name.ilike(pattern))
     return [summarise(c, now) for c in db.scalars(query)]
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One email of a client's course, as staff see it."""
+
+    step: str
+    session: int | None
+    status: str
+    due_at: str
+    due_local: str
+    expires_at: str
+    sent_at: str | None
+    reason: str | None
+    message_id: str
+    attempts: int
+    possible_duplicate: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return asdict(self)
+
+
+def timeline(db: Session, client: Client) -> list[TimelineEntry]:
+    """Every email of every course of the client, in due order."""
+    zone = ZoneInfo(client.timezone)
+    rows = db.scalars(
+        select(Message).where(Message.client_id == client.id).order_by(Message.due_at, Message.id)
+    )
+    return [
+        TimelineEntry(
+            step=m.step,
+            session=m.session_number,
+            status=m.status.value,
+            due_at=m.due_at.isoformat(),
+            due_local=m.due_at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+            expires_at=m.expires_at.isoformat(),
+            sent_at=m.sent_at.isoformat() if m.sent_at else None,
+            reason=m.reason,
+            message_id=m.message_id,
+            attempts=m.attempts,
+            possible_duplicate=m.possible_duplicate,
+        )
+        for m in rows
+    ]

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from nurture.db.types import UTCDateTime
-from nurture.domain import CourseStatus, EventKind, SessionStatus
+from nurture.domain import CourseStatus, EventKind, MessageStatus, SessionStatus
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -151,3 +151,48 @@ class Suppression(Base):
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime]
+
+
+class Message(Base):
+    """One planned email: its due time, its fate, and the claim of a worker.
+
+    ``key`` identifies what the email is about within its course (step,
+    session, revision); ``message_id`` is fixed at creation so every retry
+    carries the same Message-ID.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("course_id", "key"),
+        Index(
+            "ix_messages_pending_due",
+            "due_at",
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id"))
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    key: Mapped[str] = mapped_column(String(96))
+    step: Mapped[str] = mapped_column(String(48))
+    session_number: Mapped[int | None]
+    status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus))
+    reason: Mapped[str | None] = mapped_column(String(300))
+    due_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    invite_revision: Mapped[int | None]
+    message_id: Mapped[str] = mapped_column(String(128), unique=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None]
+    #: Set when a claim was taken over from a worker that never recorded an outcome:
+    #: the earlier worker may have handed the email to the server already.
+    possible_duplicate: Mapped[bool] = mapped_column(default=False)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    sent_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    course: Mapped[Course] = relationship()

@@ -1,0 +1,317 @@
+"""Rendering: Jinja templates to a complete, signed-off email message.
+
+Templates live in the clinic-editable folder: ``emails/<template>/`` holds
+``subject.txt``, ``body.txt`` and ``body.html`` for each step, which extend
+``layout.txt`` / ``layout.html`` and include ``partials/``.  Jinja runs with
+``StrictUndefined`` (a missing variable is an error, never a blank) and HTML
+autoescaping.  The HTML part has its CSS inlined, so Gmail and Outlook show
+it as designed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import css_inline
+import jinja2
+from email_validator import EmailNotValidError, validate_email
+
+from nurture.domain import CourseFacts, ScarType, SessionFacts, SessionStatus
+from nurture.errors import TemplateError
+from nurture.sequence import Sequence, Step
+from nurture.tracking import Unsubscribe
+
+#: Headers may run to RFC 5322's 998 characters, so an unsubscribe URL is never
+#: turned into an encoded-word (which mail clients would not recognise as a URL).
+HEADERS = SMTP.clone(max_line_length=998)
+
+
+@dataclass(frozen=True)
+class Clinic:
+    """Who sends the emails, as shown in them."""
+
+    name: str
+    address: str
+    phone: str
+    email: str
+    sender: Address
+    base_url: str
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """The client an email is for."""
+
+    public_id: str
+    name: str
+    email: str
+    timezone: str
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file carried by an email (a calendar invite, say)."""
+
+    filename: str
+    maintype: str
+    subtype: str
+    data: bytes
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """The three texts of one email."""
+
+    subject: str
+    text: str
+    html: str
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """A message ready for a transport: envelope plus RFC 5322 bytes."""
+
+    message_id: str
+    envelope_from: str
+    recipient: str
+    data: bytes
+
+
+def first_name(name: str) -> str:
+    """The name a warm email opens with."""
+    return name.split(maxsplit=1)[0] if name.split() else name
+
+
+def describe_time(at: datetime, zone: str) -> dict[str, str]:
+    """Ways to write an instant in the client's zone, in plain English."""
+    local = at.astimezone(ZoneInfo(zone))
+    return {
+        "when": f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}",
+        "date": f"{local:%A} {local.day} {local:%B %Y}",
+        "short_date": f"{local:%a} {local.day} {local:%b}",
+        "time": f"{local:%H:%M}",
+        "weekday": f"{local:%A}",
+        "iso": local.isoformat(timespec="minutes"),
+    }
+
+
+def session_view(session: SessionFacts, planned: int, zone: str) -> dict[str, Any]:
+    """What templates know of one session."""
+    at = session.scheduled_at
+    return {
+        "number": session.number,
+        "is_first": session.number == 1,
+        "is_last": session.number == planned,
+        "status": session.status.value,
+        "revision": session.revision,
+        **(describe_time(at, zone) if at is not None else {}),
+        "at": at,
+    }
+
+
+def build_context(
+    step: Step,
+    course: CourseFacts,
+    recipient: Recipient,
+    clinic: Clinic,
+    session_number: int | None,
+    unsubscribe_url: str,
+) -> dict[str, Any]:
+    """The variables every template sees (documented in templates/README.md)."""
+    scars = set(course.scar_types)
+    completed = sum(1 for s in course.sessions if s.status is SessionStatus.COMPLETED)
+    session = course.session(session_number) if session_number is not None else None
+    upcoming = [
+        s
+        for s in course.sessions
+        if s.status is SessionStatus.BOOKED and (session is None or s.number > session.number)
+    ]
+    return {
+        "step": {"name": step.name, "description": step.description},
+        "client": {
+            "name": recipient.name,
+            "first_name": first_name(recipient.name),
+            "email": recipient.email,
+            "timezone": recipient.timezone,
+        },
+        "clinic": {
+            "name": clinic.name,
+            "address": clinic.address,
+            "phone": clinic.phone,
+            "email": clinic.email,
+            "url": clinic.base_url,
+        },
+        "course": {
+            "sessions_planned": course.sessions_planned,
+            "sessions_completed": completed,
+            "sessions_remaining": course.sessions_planned - completed,
+            "scars": [s.value for s in course.scar_types],
+            "has_atrophic": ScarType.ATROPHIC in scars,
+            "has_pih": ScarType.PIH in scars,
+            "has_hypertrophic": ScarType.HYPERTROPHIC in scars,
+            "only_hypertrophic": scars == {ScarType.HYPERTROPHIC},
+            "mixed": len(scars) > 1,
+        },
+        "session": (
+            session_view(session, course.sessions_planned, recipient.timezone) if session else None
+        ),
+        "next_session": (
+            session_view(upcoming[0], course.sessions_planned, recipient.timezone)
+            if upcoming
+            else None
+        ),
+        "unsubscribe_url": unsubscribe_url,
+    }
+
+
+class Renderer:
+    """Renders steps from one template folder."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        self.templates_dir = templates_dir
+        loader = jinja2.FileSystemLoader(str(templates_dir))
+        self._html = jinja2.Environment(
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            autoescape=True,
+        )
+        self._text = jinja2.Environment(
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,  # noqa: S701  (text/plain: escaping would show &amp; to clients)
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+    def render(self, template: str, context: dict[str, Any]) -> RenderedEmail:
+        """Render the subject, text and HTML of one step."""
+        folder = f"emails/{template}"
+        subject = " ".join(self._run(self._text, f"{folder}/subject.txt", context).split())
+        if not subject:
+            raise TemplateError(f"{folder}/subject.txt rendered an empty subject")
+        text = self._run(self._text, f"{folder}/body.txt", context)
+        html = self._run(self._html, f"{folder}/body.html", context)
+        try:
+            html = self._inliner.inline(html)
+        except css_inline.InlineError as exc:
+            raise TemplateError(f"{folder}/body.html: CSS could not be inlined: {exc}") from None
+        return RenderedEmail(subject=subject, text=_tidy_text(text), html=html)
+
+    @staticmethod
+    def _run(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+        try:
+            return env.get_template(name).render(context)
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateError(f"template {exc.name} not found in the template folder") from None
+        except jinja2.UndefinedError as exc:
+            raise TemplateError(f"{name}: {exc.message}") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
+
+
+def _tidy_text(text: str) -> str:
+    """Collapse the blank lines template logic leaves behind."""
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def envelope_address(email: str) -> str:
+    """The ASCII form of an address for SMTP (IDN domains in punycode)."""
+    try:
+        ascii_form = validate_email(email, check_deliverability=False).ascii_email
+    except EmailNotValidError:
+        ascii_form = None
+    return ascii_form or email
+
+
+def build_message(
+    rendered: RenderedEmail,
+    *,
+    message_id: str,
+    sender: Address,
+    recipient: Recipient,
+    date: datetime,
+    unsubscribe_url: str,
+    extra_headers: dict[str, str] | None = None,
+) -> OutgoingEmail:
+    """Assemble the multipart/alternative message with every required header."""
+    to_addr = envelope_address(recipient.email)
+    local, _, domain = to_addr.rpartition("@")
+    msg = EmailMessage(policy=HEADERS)
+    msg["From"] = sender
+    msg["To"] = Address(display_name=recipient.name, username=local, domain=domain)
+    msg["Subject"] = rendered.subject
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = message_id
+    msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in (extra_headers or {}).items():
+        msg[name] = value
+    msg["MIME-Version"] = "1.0"
+    msg.make_alternative()
+    for body, subtype in ((rendered.text, "plain"), (rendered.html, "html")):
+        part = EmailMessage(policy=SMTP)  # bodies keep 76-character quoted-printable lines
+        part.set_content(body, subtype=subtype, cte="quoted-printable")
+        del part["MIME-Version"]
+        msg.attach(part)
+    for item in rendered.attachments:
+        msg.add_attachment(
+            item.data,
+            maintype=item.maintype,
+            subtype=item.subtype,
+            filename=item.filename,
+            params=item.params,
+        )
+    return OutgoingEmail(
+        message_id=message_id,
+        envelope_from=sender.addr_spec,
+        recipient=to_addr,
+        data=msg.as_bytes(policy=HEADERS),
+    )
+
+
+@dataclass(frozen=True)
+class Composer:
+    """Turns (step, course, client) into the exact message a client receives."""
+
+    sequence: Sequence
+    renderer: Renderer
+    clinic: Clinic
+    unsubscribe: Unsubscribe
+
+    def compose(
+        self,
+        step_name: str,
+        course: CourseFacts,
+        recipient: Recipient,
+        session_number: int | None,
+        *,
+        message_id: str,
+        now: datetime,
+    ) -> tuple[RenderedEmail, OutgoingEmail]:
+        """Render one step and assemble its message."""
+        step = self.sequence.step(step_name)
+        url = self.unsubscribe.url(recipient.public_id)
+        context = build_context(step, course, recipient, self.clinic, session_number, url)
+        rendered = self.renderer.render(step.template, context)
+        email = build_message(
+            rendered,
+            message_id=message_id,
+            sender=self.clinic.sender,
+            recipient=recipient,
+            date=now,
+            unsubscribe_url=url,
+        )
+        return rendered, email

@@ -1,0 +1,59 @@
+"""Pure time arithmetic: offsets written by people, and the send window."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+_DURATION = re.compile(r"^\s*([+-]?)\s*((?:\d+\s*[wdhm]\s*)+)$")
+_PART = re.compile(r"(\d+)\s*([wdhm])")
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse '3d', '-1d', '+6w', '1d12h' or '0' into a timedelta.
+
+    Raises ``ValueError`` with a message meant for the person who wrote it.
+    """
+    stripped = text.strip()
+    if stripped in ("0", "+0", "-0"):
+        return timedelta(0)
+    match = _DURATION.match(stripped)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a duration; write a number and a unit (w, d, h, m), "
+            "e.g. '3d', '-1d', '6w', '1d12h'"
+        )
+    total = timedelta(0)
+    for amount, unit in _PART.findall(match.group(2)):
+        total += timedelta(**{_UNITS[unit]: int(amount)})
+    return -total if match.group(1) == "-" else total
+
+
+@dataclass(frozen=True)
+class SendWindow:
+    """The local hours during which email may go out (same every day)."""
+
+    start: time
+    end: time
+
+    def contains(self, instant: datetime, zone: str) -> bool:
+        """True when ``instant`` falls inside the window in ``zone``."""
+        local = instant.astimezone(ZoneInfo(zone)).time()
+        return self.start <= local < self.end
+
+    def next_open(self, instant: datetime, zone: str) -> datetime:
+        """The first instant at or after ``instant`` that is inside the window (UTC)."""
+        tz = ZoneInfo(zone)
+        local = instant.astimezone(tz)
+        if self.start <= local.time() < self.end:
+            return instant.astimezone(UTC)
+        day = local.date() if local.time() < self.start else local.date() + timedelta(days=1)
+        for _ in range(3):  # a window start that a DST gap swallows moves to the next day
+            opening = datetime.combine(day, self.start, tz)
+            if opening.astimezone(UTC).astimezone(tz).time() == self.start:
+                return opening.astimezone(UTC)
+            day += timedelta(days=1)
+        return datetime.combine(day, self.start, tz).astimezone(UTC)  # pragma: no cover

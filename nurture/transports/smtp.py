@@ -1,0 +1,113 @@
+"""SMTP delivery over one connection reused across a batch."""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import ssl
+
+from nurture.errors import PermanentDeliveryError, TemporaryDeliveryError
+from nurture.rendering import OutgoingEmail
+
+
+class SMTPTransport:
+    """Sends through an SMTP server (plain, STARTTLS or implicit TLS)."""
+
+    name = "smtp"
+
+    def __init__(
+        self,
+        host: str,
+        port: int = 25,
+        *,
+        ssl: bool = False,
+        starttls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self.use_ssl, self.starttls = ssl, starttls
+        self.username, self.password = username, password
+        self._conn: smtplib.SMTP | None = None
+        self.connections_opened = 0
+
+    def _connect(self) -> smtplib.SMTP:
+        if self._conn is not None:
+            return self._conn
+        try:
+            if self.use_ssl:
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host,
+                    self.port,
+                    timeout=self.timeout,
+                    context=ssl.create_default_context(),
+                )
+            else:
+                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            conn.ehlo()
+            if self.starttls:
+                conn.starttls(context=ssl.create_default_context())
+                conn.ehlo()
+            if self.username:
+                conn.login(self.username, self.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TemporaryDeliveryError(f"SMTP login refused ({exc.smtp_code})") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TemporaryDeliveryError(
+                f"cannot connect to {self.host}:{self.port}: {exc}"
+            ) from exc
+        self._conn = conn
+        self.connections_opened += 1
+        return conn
+
+    def send(self, email: OutgoingEmail) -> None:
+        """Send one message; map the server's answer to temporary or permanent."""
+        conn = self._connect()
+        try:
+            refused = conn.sendmail(email.envelope_from, [email.recipient], email.data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            self._reset_after_refusal()
+            raise _classify(code, text, recipient=True) from None
+        except smtplib.SMTPResponseException as exc:
+            self._reset_after_refusal()
+            raise _classify(exc.smtp_code, exc.smtp_error, recipient=False) from None
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise TemporaryDeliveryError(f"connection lost: {exc}") from None
+        if refused:  # pragma: no cover - one recipient: refusal raises above
+            code, text = next(iter(refused.values()))
+            raise _classify(code, text, recipient=True)
+
+    def _reset_after_refusal(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self._conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def close(self) -> None:
+        """Say QUIT and close the connection."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            conn.close()
+
+
+def _classify(code: int, text: bytes | str, *, recipient: bool) -> Exception:
+    message = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+    summary = f"{code} {message}".strip()[:250]
+    if 500 <= code < 600:
+        return PermanentDeliveryError(summary, recipient_rejected=recipient)
+    return TemporaryDeliveryError(summary)
