@@ -249,6 +249,17 @@ class Dispatcher:
         )
         if decision.action is Action.DEFER:
             self._finish(job, token, report, "deferred", due_at=decision.at, updated_at=now)
+        elif decision.action is Action.SKIP and job.attempts:
+            reason = f"gave up after {job.attempts} failed attempt(s); {decision.reason}"
+            self._finish(
+                job,
+                token,
+                report,
+                "failed",
+                status=MessageStatus.FAILED,
+                reason=reason,
+                updated_at=now,
+            )
         elif decision.action is Action.SKIP:
             self._finish(
                 job,

@@ -19,6 +19,7 @@ PG_ADMIN_URL = os.environ.get(
     "NURTURE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_SECRET = "test-secret-key-that-is-long-enough-0123456789"
 RUN_SLOW = IN_CI or os.environ.get("NURTURE_SLOW") == "1"
 
 
@@ -126,6 +127,8 @@ class Cli:
             m.chdir(self.workdir)
             m.setenv("NURTURE_DATABASE_URL", self.url)
             m.setenv("NURTURE_ACTOR", "test")
+            if not self.url.startswith("sqlite"):
+                m.setenv("NURTURE_SECRET_KEY", TEST_SECRET)
             if now is not None:
                 m.setenv("NURTURE_NOW", now)
             for key, value in (env or {}).items():
@@ -170,3 +173,15 @@ def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
             }
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    """A real SMTP server on loopback that records what it accepts."""
+    from tests.smtp_sink import SMTPSink  # noqa: PLC0415
+
+    sink = SMTPSink().start()
+    try:
+        yield sink
+    finally:
+        sink.stop()

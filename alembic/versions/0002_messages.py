@@ -8,6 +8,7 @@ Create Date: 2026-11-25
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+
 from alembic import op
 
 revision: str = "0002"
@@ -17,8 +18,14 @@ depends_on: str | Sequence[str] | None = None
 
 PENDING = sa.text("status = 'pending'")
 STATUS = sa.Enum(
-    "pending", "sent", "skipped", "cancelled", "failed",
-    name="messagestatus", native_enum=False, length=16,
+    "pending",
+    "sent",
+    "skipped",
+    "cancelled",
+    "failed",
+    name="messagestatus",
+    native_enum=False,
+    length=16,
 )
 
 
@@ -46,8 +53,12 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["client_id"], ["clients.id"], name="fk_messages_client_id_clients"),
-        sa.ForeignKeyConstraint(["course_id"], ["courses.id"], name="fk_messages_course_id_courses"),
+        sa.ForeignKeyConstraint(
+            ["client_id"], ["clients.id"], name="fk_messages_client_id_clients"
+        ),
+        sa.ForeignKeyConstraint(
+            ["course_id"], ["courses.id"], name="fk_messages_course_id_courses"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_messages"),
         sa.UniqueConstraint("course_id", "key", name="uq_messages_course_id_key"),
         sa.UniqueConstraint("message_id", name="uq_messages_message_id"),

@@ -37,6 +37,19 @@ def open_transport(spec: str, timeout: float = 30.0) -> Transport:
             starttls=query.get("starttls", "0").lower() in ("1", "true", "yes"),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            timeout=float(query.get("timeout", timeout)),
+            timeout=_seconds(query.get("timeout"), timeout),
+            cafile=query.get("cafile"),
         )
     raise ConfigurationError(f"NURTURE_TRANSPORT: unknown transport {scheme!r}")
+
+
+def _seconds(text: str | None, default: float) -> float:
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 600:
+        raise ConfigurationError(f"NURTURE_TRANSPORT: timeout={text!r} must be 1 to 600 seconds")
+    return value

@@ -25,8 +25,10 @@ class SMTPTransport:
         username: str | None = None,
         password: str | None = None,
         timeout: float = 30.0,
+        cafile: str | None = None,
     ) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self.cafile = cafile
         self.use_ssl, self.starttls = ssl, starttls
         self.username, self.password = username, password
         self._conn: smtplib.SMTP | None = None
@@ -35,31 +37,36 @@ class SMTPTransport:
     def _connect(self) -> smtplib.SMTP:
         if self._conn is not None:
             return self._conn
+        where = f"{self.host}:{self.port}"
+        conn: smtplib.SMTP | None = None
         try:
             if self.use_ssl:
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self.host,
-                    self.port,
-                    timeout=self.timeout,
-                    context=ssl.create_default_context(),
+                conn = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=self._tls()
                 )
             else:
                 conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             conn.ehlo()
             if self.starttls:
-                conn.starttls(context=ssl.create_default_context())
+                conn.starttls(context=self._tls())
                 conn.ehlo()
             if self.username:
                 conn.login(self.username, self.password or "")
         except smtplib.SMTPAuthenticationError as exc:
-            raise TemporaryDeliveryError(f"SMTP login refused ({exc.smtp_code})") from exc
-        except (OSError, smtplib.SMTPException) as exc:
+            _close_quietly(conn)
             raise TemporaryDeliveryError(
-                f"cannot connect to {self.host}:{self.port}: {exc}"
-            ) from exc
+                f"SMTP login refused at {where} ({exc.smtp_code})"
+            ) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            _close_quietly(conn)
+            raise TemporaryDeliveryError(f"cannot connect to {where}: {exc}") from None
         self._conn = conn
         self.connections_opened += 1
         return conn
+
+    def _tls(self) -> ssl.SSLContext:
+        """Verify the server against the system CAs, or the CA file given."""
+        return ssl.create_default_context(cafile=self.cafile)
 
     def send(self, email: OutgoingEmail) -> None:
         """Send one message; map the server's answer to temporary or permanent."""
@@ -90,9 +97,7 @@ class SMTPTransport:
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(OSError):
-                conn.close()
+        _close_quietly(conn)
 
     def close(self) -> None:
         """Say QUIT and close the connection."""
@@ -102,6 +107,12 @@ class SMTPTransport:
         try:
             conn.quit()
         except (smtplib.SMTPException, OSError):
+            conn.close()
+
+
+def _close_quietly(conn: smtplib.SMTP | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(OSError):
             conn.close()
 
 

@@ -1,0 +1,136 @@
+"""Real worker processes: concurrent ticks, the scheduler loop, and the demo."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session
+
+from nurture.db import queue
+from nurture.db.models import Client, Message
+from nurture.domain import MessageStatus
+from tests.conftest import TEST_SECRET, Cli
+from tests.smtp_sink import SMTPSink
+
+NOW = "2026-11-30T10:00:00+00:00"
+
+
+def _env(cli: Cli, smtp: SMTPSink, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTURE_")}
+    env.update(
+        NURTURE_DATABASE_URL=cli.url,
+        NURTURE_TRANSPORT=smtp.url,
+        NURTURE_SECRET_KEY=TEST_SECRET,
+        NURTURE_NOW=NOW,
+        **extra,
+    )
+    return env
+
+
+def _enrol_many(cli: Cli, count: int) -> None:
+    rows = "".join(f"c{n}@example.com,Client {n},atrophic,Europe/London,5\n" for n in range(count))
+    path = cli.workdir / "many.csv"
+    path.write_text("email,name,scar,timezone,sessions\n" + rows, encoding="utf-8")
+    cli.ok("import", str(path), now=NOW)
+
+
+def _statuses(url: str) -> dict[str, int]:
+    engine = create_engine(url)
+    with Session(engine) as db:
+        rows = db.execute(
+            select(Message.status, func.count())
+            .where(Message.step == "welcome")
+            .group_by(Message.status)
+        ).all()
+        dangling = queue.dangling_claims(db)
+    engine.dispose()
+    return {status.value: count for status, count in rows} | {"dangling": dangling}
+
+
+def test_concurrent_ticks_send_every_email_exactly_once(cli: Cli, smtp: SMTPSink) -> None:
+    """Three `nurture tick` processes at once share the work; no email arrives twice."""
+    _enrol_many(cli, 60)
+    env = _env(cli, smtp, NURTURE_BATCH_SIZE="4")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "nurture", "tick"],
+            env=env,
+            cwd=cli.workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outputs
+    ids = smtp.ids()
+    assert len(ids) == 60
+    assert len(set(ids)) == 60
+    assert _statuses(cli.url) == {"sent": 60, "dangling": 0}
+    sent_counts = [int(out.split("sent ")[1].split(",")[0]) for out, _ in outputs]
+    assert sum(sent_counts) == 60
+
+
+def test_run_delivers_and_stops_cleanly_on_sigterm(cli: Cli, smtp: SMTPSink) -> None:
+    """`nurture run` ticks on its own, and SIGTERM ends it with exit code 0."""
+    _enrol_many(cli, 3)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nurture", "--log-level", "info", "run", "--interval", "1"],
+        env=_env(cli, smtp),
+        cwd=cli.workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(smtp.received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(smtp.received) == 3
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "worker_started" in err
+    assert "worker_stopped" in err
+    assert "Traceback" not in err
+    assert _statuses(cli.url) == {"sent": 3, "dangling": 0}
+
+
+def test_demo_runs_a_whole_course_through_the_real_pipeline(cli: Cli, tmp_path: Path) -> None:
+    """`nurture demo` leaves one .eml per sent email and respects the course rules."""
+    outbox = tmp_path / "outbox"
+    result = cli.ok("demo", now=NOW, env={"NURTURE_TRANSPORT": f"outbox:{outbox}"})
+    sent = int(result.lines[-1].split("demo done: ")[1].split()[0])
+    assert sent > 40
+    assert len(list(outbox.glob("*.eml"))) == sent
+    engine = create_engine(cli.url)
+    with Session(engine) as db:
+        rows = db.execute(
+            select(
+                Client.email, Message.step, Message.status, Message.sent_at, Client.unsubscribed_at
+            ).join(Client, Client.id == Message.client_id)
+        ).all()
+    engine.dispose()
+    cara = {
+        step
+        for email, step, status, _, _ in rows
+        if email.startswith("cara@") and status is MessageStatus.SENT
+    }
+    assert "welcome" in cara
+    assert not {"book_first", "book_next", "book_next_last_call"} & cara
+    for email, _, status, sent_at, unsubscribed_at in rows:
+        if status is MessageStatus.SENT and unsubscribed_at is not None:
+            assert sent_at is not None
+            assert sent_at < unsubscribed_at, email
+    again = cli("demo", now=NOW, env={"NURTURE_TRANSPORT": f"outbox:{outbox}"})
+    assert again.code == 1
+    assert "already run" in again.err
