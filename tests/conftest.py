@@ -185,3 +185,39 @@ def smtp() -> Iterator[Any]:
         yield sink
     finally:
         sink.stop()
+
+
+CHROMIUM = Path(os.environ.get("NURTURE_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ARTIFACTS = Path(
+    os.environ.get("NURTURE_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts")
+)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless chromium driven by Playwright (skipped, or failed under CI, if absent)."""
+    if not CHROMIUM.exists():
+        message = f"no chromium at {CHROMIUM} (apt-get install -y chromium)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """A folder kept after the run for screenshots (test-artifacts/<test name>)."""
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.node.name)
+    folder = ARTIFACTS / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
