@@ -138,9 +138,10 @@ def load_sequence(templates_dir: Path) -> Sequence:
         line = lines[index] if index < len(lines) else 0
         step = _parse_step(raw, path, line, text)
         if step.name in seen:
-            raise SequenceError(f"{path}:{line}: step name {step.name!r} is used twice")
+            where = _key_line(text, line, "name")
+            raise SequenceError(f"{path}:{where}: name: {step.name!r} is used twice")
         seen.add(step.name)
-        _check_templates(templates_dir, step, path)
+        _check_templates(templates_dir, step, path, _key_line(text, line, "template"))
         steps.append(step)
     return Sequence(tuple(steps), path)
 
@@ -249,11 +250,10 @@ def _conditions(value: Any, fail: Any) -> tuple[Condition, ...]:
         raise fail("when", f"{value!r}: known conditions are {', '.join(Condition)}") from None
 
 
-def _check_templates(templates_dir: Path, step: Step, path: Path) -> None:
+def _check_templates(templates_dir: Path, step: Step, path: Path, line: int) -> None:
     folder = templates_dir / "emails" / step.template
     missing = [f for f in TEMPLATE_FILES if not (folder / f).is_file()]
     if missing:
         raise SequenceError(
-            f"{path}:{step.line}: template: {step.template!r} has no "
-            f"{', '.join(missing)} in {folder}"
+            f"{path}:{line}: template: {step.template!r} has no {', '.join(missing)} in {folder}"
         )

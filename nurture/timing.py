@@ -51,9 +51,26 @@ class SendWindow:
         if self.start <= local.time() < self.end:
             return instant.astimezone(UTC)
         day = local.date() if local.time() < self.start else local.date() + timedelta(days=1)
-        for _ in range(3):  # a window start that a DST gap swallows moves to the next day
-            opening = datetime.combine(day, self.start, tz)
-            if opening.astimezone(UTC).astimezone(tz).time() == self.start:
-                return opening.astimezone(UTC)
-            day += timedelta(days=1)
-        return datetime.combine(day, self.start, tz).astimezone(UTC)  # pragma: no cover
+        return _first_instant_at(datetime.combine(day, self.start), tz)
+
+
+def _first_instant_at(wall: datetime, tz: ZoneInfo) -> datetime:
+    """The first instant whose local time in ``tz`` is ``wall`` or later (UTC).
+
+    Usually that is ``wall`` itself; when a daylight-saving gap swallows it,
+    it is the moment the clocks jump (found by bisection between the two
+    readings of the missing wall time).
+    """
+    early = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    late = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    if early == late or early.astimezone(tz).replace(tzinfo=None) == wall:
+        return min(early, late)
+    low, high = min(early, late), max(early, late)
+    while high - low > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(tz).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    whole = high.replace(microsecond=0)  # transitions fall on whole seconds
+    return whole + timedelta(seconds=1) if high.microsecond else whole
