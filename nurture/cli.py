@@ -492,6 +492,127 @@ def demo(ctx: click.Context, days: int) -> None:
     click.echo(f"demo done: {sent} emails sent through {runtime.settings.transport}")
 
 
+@cli.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="NURTURE_HOST",
+    show_envvar=True,
+    help="Address to listen on.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    envvar="NURTURE_PORT",
+    show_envvar=True,
+    help="Port to listen on.",
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Run the web app: staff pages (/staff), the JSON API (/api/v1), unsubscribe pages.
+
+    Put it behind an HTTPS proxy whose public address is NURTURE_BASE_URL.
+    """
+    import uvicorn  # noqa: PLC0415  (only the web app needs it)
+
+    from nurture.web.app import create_app  # noqa: PLC0415
+
+    runtime = _runtime(ctx).ready()
+    app = create_app(runtime)
+    click.echo(
+        f"nurture web app on http://{host}:{port}/staff (public URL {runtime.settings.base_url})"
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
+
+
+@cli.group()
+def staff() -> None:
+    """Manage staff accounts for the web app."""
+
+
+@staff.command("add")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.pass_context
+def staff_add(ctx: click.Context, email: str, password_stdin: bool) -> None:
+    """Create a staff account (or set a new password); asks for the password."""
+    from nurture import accounts  # noqa: PLC0415
+
+    runtime = _runtime(ctx)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with runtime.transaction() as db:
+        user = accounts.add_staff(db, email, password, runtime.now())
+        address = user.email
+    click.echo(f"staff account {address} is ready; sign in at {runtime.settings.base_url}/staff")
+
+
+@cli.group("api-token")
+def api_token() -> None:
+    """Manage bearer tokens for booking systems using the JSON API."""
+
+
+@api_token.command("create")
+@click.argument("name")
+@click.pass_context
+def api_token_create(ctx: click.Context, name: str) -> None:
+    """Create a token called NAME and print it once (only its hash is stored)."""
+    from nurture import accounts  # noqa: PLC0415
+
+    runtime = _runtime(ctx)
+    with runtime.transaction() as db:
+        token = accounts.create_token(db, name, runtime.now())
+    click.echo(token)
+    click.echo(f"(token {name!r} created; it is shown only now, store it safely)", err=True)
+
+
+@api_token.command("revoke")
+@click.argument("name")
+@click.pass_context
+def api_token_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke the token called NAME; requests with it are refused from now on."""
+    from nurture import accounts  # noqa: PLC0415
+
+    runtime = _runtime(ctx)
+    with runtime.transaction() as db:
+        accounts.revoke_token(db, name, runtime.now())
+    click.echo(f"revoked API token {name!r}")
+
+
+@cli.command()
+@click.argument("email")
+@click.pass_context
+def export(ctx: click.Context, email: str) -> None:
+    """Print everything held about a client as JSON (a data-access request)."""
+    from nurture import privacy  # noqa: PLC0415
+
+    runtime = _runtime(ctx)
+    with runtime.transaction() as db:
+        data = privacy.export_client(db, enrollment.find_client(db, email))
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@cli.command()
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def erase(ctx: click.Context, email: str, yes: bool) -> None:
+    """Erase a client's personal data; the address is kept only as a hash, never emailed."""
+    from nurture import privacy  # noqa: PLC0415
+
+    runtime = _runtime(ctx)
+    if not yes:
+        click.confirm(f"Erase {email} for good?", abort=True)
+    with runtime.transaction() as db:
+        privacy.erase_client(db, runtime.context(), enrollment.find_client(db, email))
+    click.echo("erased; pending emails cancelled and the address is on the do-not-email list")
+
+
 def _warn(warnings: list[str]) -> None:
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -126,7 +126,7 @@ def enroll(db: Session, ctx: Context, request: Enrolment) -> Outcome:
     )
     db.add(course)
     db.flush()
-    _record(db, ctx, client, course, EventKind.ENROLLED, detail={"sessions": request.sessions})
+    record_event(db, ctx, client, course, EventKind.ENROLLED, detail={"sessions": request.sessions})
     log.info("client_enrolled client=%s course=%s", client.public_id, course.id)
     _replan(db, course, ctx)
     return Outcome(client=client, course=course, warnings=warnings)
@@ -206,7 +206,7 @@ def book(db: Session, ctx: Context, client: Client, number: int | str, when: str
         current.revision += 1
     current.updated_at = ctx.now
     db.flush()
-    _record(db, ctx, client, course, kind, number, detail)
+    record_event(db, ctx, client, course, kind, number, detail)
     _replan(db, course, ctx)
     return Outcome(client=client, course=course, warnings=warnings)
 
@@ -245,10 +245,10 @@ def complete(
         attended,
         ctx.now,
     )
-    _record(db, ctx, client, course, EventKind.COMPLETED, number, {"at": attended.isoformat()})
+    record_event(db, ctx, client, course, EventKind.COMPLETED, number, {"at": attended.isoformat()})
     if number == course.sessions_planned:
         course.status, course.ended_at = CourseStatus.COMPLETED, attended
-        _record(db, ctx, client, course, EventKind.COURSE_COMPLETED, None, {})
+        record_event(db, ctx, client, course, EventKind.COURSE_COMPLETED, None, {})
     db.flush()
     _replan(db, course, ctx)
     return Outcome(client=client, course=course)
@@ -277,7 +277,7 @@ def cancel(db: Session, ctx: Context, client: Client, number: int | str) -> Outc
         ctx.now,
     )
     db.flush()
-    _record(
+    record_event(
         db,
         ctx,
         client,
@@ -295,7 +295,7 @@ def withdraw(db: Session, ctx: Context, client: Client) -> Outcome:
     course = active_course(client)
     course.status, course.ended_at = CourseStatus.WITHDRAWN, ctx.now
     db.flush()
-    _record(db, ctx, client, course, EventKind.WITHDRAWN, None, {})
+    record_event(db, ctx, client, course, EventKind.WITHDRAWN, None, {})
     _replan(db, course, ctx)
     return Outcome(client=client, course=course)
 
@@ -306,7 +306,7 @@ def unsubscribe(db: Session, ctx: Context, client: Client) -> Outcome:
         return Outcome(client=client, changed=False)
     client.unsubscribed_at = ctx.now
     db.flush()
-    _record(db, ctx, client, None, EventKind.UNSUBSCRIBED, None, {})
+    record_event(db, ctx, client, None, EventKind.UNSUBSCRIBED, None, {})
     for course in client.courses:
         _replan(db, course, ctx)
     log.info("client_unsubscribed client=%s", client.public_id)
@@ -364,7 +364,7 @@ def _local(at: datetime, zone: str) -> str:
     return at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def _record(
+def record_event(
     db: Session,
     ctx: Context,
     client: Client,

@@ -48,7 +48,7 @@ def course_facts(course: Course, suppressed: bool) -> CourseFacts:
         course_id=course.id,
         client_id=client.id,
         timezone=client.timezone,
-        scar_types=tuple(ScarType(s) for s in course.scar_types.split(",")),
+        scar_types=tuple(ScarType(s) for s in course.scar_types.split(",") if s),
         sessions_planned=course.sessions_planned,
         status=course.status,
         enrolled_at=course.enrolled_at,

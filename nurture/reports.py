@@ -93,6 +93,7 @@ def list_clients(db: Session, now: datetime, search: str | None = None) -> list[
 class TimelineEntry:
     """One email of a client's course, as staff see it."""
 
+    id: int
     step: str
     session: int | None
     status: str
@@ -118,6 +119,7 @@ def timeline(db: Session, client: Client) -> list[TimelineEntry]:
     )
     return [
         TimelineEntry(
+            id=m.id,
             step=m.step,
             session=m.session_number,
             status=m.status.value,
@@ -132,3 +134,41 @@ def timeline(db: Session, client: Client) -> list[TimelineEntry]:
         )
         for m in rows
     ]
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One planned session of a course, for the staff page."""
+
+    number: int
+    status: str
+    local: str | None
+    local_input: str
+    can_book: bool
+    can_cancel: bool
+    can_complete: bool
+
+
+def session_rows(course: Course, zone_name: str) -> list[SessionRow]:
+    """Every session 1..N with what staff can do with it now."""
+    zone = ZoneInfo(zone_name)
+    by_number = {s.number: s for s in course.sessions}
+    active = course.status.value == "active"
+    rows = []
+    for number in range(1, course.sessions_planned + 1):
+        s = by_number.get(number)
+        status = s.status.value if s else "not booked"
+        at = (s.completed_at or s.scheduled_at) if s else None
+        local = at.astimezone(zone) if at else None
+        rows.append(
+            SessionRow(
+                number=number,
+                status=status,
+                local=local.strftime("%a %d %b %Y %H:%M %Z") if local else None,
+                local_input=local.strftime("%Y-%m-%dT%H:%M") if local else "",
+                can_book=active and status != "completed",
+                can_cancel=active and status == "booked",
+                can_complete=active and status == "booked",
+            )
+        )
+    return rows

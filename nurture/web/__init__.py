@@ -1,0 +1,1 @@
+"""The web app: staff pages, the JSON API and the public unsubscribe page."""
