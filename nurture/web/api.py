@@ -44,6 +44,7 @@ class ErrorBody(BaseModel):
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in (
+        (400, "The request body could not be read"),
         (401, "Missing or invalid bearer token"),
         (404, "No such client"),
         (409, "Conflicts with the recorded facts"),

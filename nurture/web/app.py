@@ -9,6 +9,7 @@ from typing import Any
 import jinja2
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.templating import Jinja2Templates
 
@@ -29,6 +30,16 @@ SECURITY_HEADERS = {
         "form-action 'self'; frame-ancestors 'none'; frame-src 'self'; base-uri 'none'"
     ),
 }
+
+
+def _allowed_methods(path: str) -> list[str]:
+    """Every method some route accepts at ``path`` (for a 405's Allow header)."""
+    methods: set[str] = set()
+    for router in (api.router, staff.router, public.router):
+        for route in router.routes:
+            if isinstance(route, APIRoute) and route.path_regex.match(path):
+                methods |= route.methods
+    return sorted(methods)
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -69,18 +80,21 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() != "allow"}
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request.url.path))
         if request.url.path.startswith("/api/"):
             message = exc.detail if isinstance(exc.detail, str) else "request refused"
             return JSONResponse(
                 {"error": {"field": None, "message": message}},
                 status_code=exc.status_code,
-                headers=exc.headers,
+                headers=headers,
             )
         page = app.state.templates.get_template("error.html").render(
             title="Not found" if exc.status_code == 404 else "Something is not right",
             message=exc.detail if isinstance(exc.detail, str) else "",
         )
-        return HTMLResponse(page, status_code=exc.status_code)
+        return HTMLResponse(page, status_code=exc.status_code, headers=headers)
 
     @app.get("/health", include_in_schema=False)
     def health() -> dict[str, str]:
