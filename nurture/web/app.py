@@ -38,7 +38,7 @@ def _allowed_methods(path: str) -> list[str]:
     for router in (api.router, staff.router, public.router):
         for route in router.routes:
             if isinstance(route, APIRoute) and route.path_regex.match(path):
-                methods |= route.methods
+                methods |= route.methods or set()
     return sorted(methods)
 
 
