@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from nurture import accounts, enrollment, privacy, reports
 from nurture.db.models import Client, Message
+from nurture.domain import only_hypertrophic
 from nurture.enrollment import HYPERTROPHIC_ONLY
 from nurture.errors import NotFoundError, NurtureError, ValidationError
 from nurture.runtime import Runtime
@@ -235,6 +236,9 @@ def _enrol_errors(values: dict[str, Any], default_zone: str) -> dict[str, str]:
             check()
         except ValidationError as exc:
             errors[field] = exc.reason
+    if "scar" not in errors and not values["confirm_hypertrophic"]:
+        if only_hypertrophic(validation.clean_scars(values["scars"])):
+            errors["scar"] = HYPERTROPHIC_ONLY
     if not errors:
         try:
             enrollment.check_enrolment(
