@@ -236,9 +236,9 @@ def _enrol_errors(values: dict[str, Any], default_zone: str) -> dict[str, str]:
             check()
         except ValidationError as exc:
             errors[field] = exc.reason
-    if "scar" not in errors and not values["confirm_hypertrophic"]:
-        if only_hypertrophic(validation.clean_scars(values["scars"])):
-            errors["scar"] = HYPERTROPHIC_ONLY
+    unconfirmed = "scar" not in errors and not values["confirm_hypertrophic"]
+    if unconfirmed and only_hypertrophic(validation.clean_scars(values["scars"])):
+        errors["scar"] = HYPERTROPHIC_ONLY
     if not errors:
         try:
             enrollment.check_enrolment(
