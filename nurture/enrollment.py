@@ -9,19 +9,20 @@ whole change lands or nothing does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, selectinload
 
 from nurture import validation
-from nurture.db.models import Client, Course, Event, TreatmentSession
+from nurture.db.models import Client, Course, Event, Suppression, TreatmentSession, new_public_id
 from nurture.domain import CourseStatus, EventKind, ScarType, SessionStatus, only_hypertrophic
 from nurture.errors import ConflictError, NotFoundError, ValidationError
-from nurture.reconcile import Planner, is_suppressed
+from nurture.reconcile import Planner
+from nurture.tracking import email_hash
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,63 @@ def check_enrolment(
 
 def enroll(db: Session, ctx: Context, request: Enrolment) -> Outcome:
     """Record a new client (or a returning one) with a new active course."""
-    client = db.scalar(select(Client).where(Client.email == request.email))
+    return enroll_many(db, ctx, [request])[0]
+
+
+def enroll_many(db: Session, ctx: Context, requests: Sequence[Enrolment]) -> list[Outcome]:
+    """Enrol many clients in the caller's transaction (the CSV import's fast path).
+
+    The same rules as one enrolment, with the database asked once per chunk
+    instead of once per row: existing clients and the do-not-email list are
+    read up front, new rows are written in bulk.
+    """
+    emails = [r.email for r in requests]
+    existing = {
+        c.email: c
+        for chunk in _chunks(emails)
+        for c in db.scalars(
+            select(Client).where(Client.email.in_(chunk)).options(selectinload(Client.courses))
+        )
+    }
+    suppressed = suppressed_hashes(db, emails)
+    outcomes = []
+    with db.no_autoflush:
+        for request in requests:
+            client = existing.get(request.email)
+            outcomes.append(
+                _new_course(db, ctx, request, client, email_hash(request.email) in suppressed)
+            )
+    db.flush()
+    db.execute(
+        insert(Event),
+        [
+            {
+                "client_id": o.client.id,
+                "course_id": o.course.id,
+                "kind": EventKind.ENROLLED,
+                "session_number": None,
+                "occurred_at": ctx.now,
+                "actor": ctx.actor,
+                "detail": {"sessions": o.course.sessions_planned},
+            }
+            for o in outcomes
+            if o.course is not None
+        ],
+    )
+    ctx.planner.plan_new_courses(
+        db,
+        [(o.course, email_hash(o.client.email or "") in suppressed) for o in outcomes if o.course],
+        ctx.now,
+    )
+    for o in outcomes:
+        assert o.course is not None
+        log.info("client_enrolled client=%s course=%s", o.client.public_id, o.course.id)
+    return outcomes
+
+
+def _new_course(
+    db: Session, ctx: Context, request: Enrolment, client: Client | None, suppressed: bool
+) -> Outcome:
     warnings: list[str] = []
     if client is not None:
         if any(c.status is CourseStatus.ACTIVE for c in client.courses):
@@ -103,7 +160,11 @@ def enroll(db: Session, ctx: Context, request: Enrolment) -> Outcome:
         client.name, client.timezone = request.name, request.timezone
     else:
         client = Client(
-            email=request.email, name=request.name, timezone=request.timezone, created_at=ctx.now
+            email=request.email,
+            name=request.name,
+            timezone=request.timezone,
+            created_at=ctx.now,
+            public_id=new_public_id(),
         )
         db.add(client)
     if client.unsubscribed_at is not None:
@@ -111,7 +172,7 @@ def enroll(db: Session, ctx: Context, request: Enrolment) -> Outcome:
             f"{request.email} unsubscribed on {client.unsubscribed_at:%Y-%m-%d}; "
             "the course is recorded but no email will be sent"
         )
-    elif is_suppressed(db, request.email):
+    elif suppressed:
         warnings.append(
             f"{request.email} is on the do-not-email list; the course is recorded but no email "
             "will be sent"
@@ -125,11 +186,22 @@ def enroll(db: Session, ctx: Context, request: Enrolment) -> Outcome:
         enrolled_at=ctx.now,
     )
     db.add(course)
-    db.flush()
-    record_event(db, ctx, client, course, EventKind.ENROLLED, detail={"sessions": request.sessions})
-    log.info("client_enrolled client=%s course=%s", client.public_id, course.id)
-    _replan(db, course, ctx)
     return Outcome(client=client, course=course, warnings=warnings)
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def suppressed_hashes(db: Session, emails: Sequence[str]) -> set[str]:
+    """Which of these addresses' hashes are on the do-not-email list."""
+    hashes = [email_hash(e) for e in emails]
+    return {
+        h
+        for chunk in _chunks(hashes)
+        for h in db.scalars(select(Suppression.email_hash).where(Suppression.email_hash.in_(chunk)))
+    }
 
 
 def find_client(db: Session, email: str) -> Client:

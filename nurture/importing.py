@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from nurture.db.models import Client, Course
 from nurture.domain import CourseStatus
-from nurture.enrollment import Context, Enrolment, check_enrolment, enroll
+from nurture.enrollment import Context, Enrolment, check_enrolment, enroll_many
 from nurture.errors import NurtureError, ValidationError
 
 REQUIRED = ("email", "name", "scar")
@@ -126,7 +126,7 @@ def check_against_database(db: Session, report: ImportReport) -> None:
 
 def record(db: Session, ctx: Context, report: ImportReport) -> None:
     """Enrol every valid row in the caller's transaction."""
-    for _, request in report.valid:
-        outcome = enroll(db, ctx, request)
+    outcomes = enroll_many(db, ctx, [request for _, request in report.valid])
+    for outcome in outcomes:
         report.warnings.extend(outcome.warnings)
-        report.imported += 1
+    report.imported += len(outcomes)

@@ -13,8 +13,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from nurture.db.models import Client, Course, Message, Suppression
@@ -112,32 +113,51 @@ class Planner:
                 self._set(
                     row, MessageStatus.CANCELLED, self._why_dropped(row, facts, suppressed), now
                 )
+        fresh = []
         for planned in wanted:
             current = existing.get(planned.key)
             if current is None:
-                db.add(self._new_row(course, planned, now))
+                fresh.append(self._new_row(course, planned, now))
             elif current.status not in FINAL:
                 self._update(current, planned, now)
+        if fresh:
+            db.execute(insert(Message), fresh)
 
-    def _new_row(self, course: Course, planned: PlannedMessage, now: datetime) -> Message:
+    def plan_new_courses(
+        self, db: Session, courses: list[tuple[Course, bool]], now: datetime
+    ) -> None:
+        """Plan courses that have no emails yet, writing the rows in one statement.
+
+        Each pair is a freshly flushed course and whether its address is on
+        the do-not-email list.
+        """
+        rows = [
+            self._new_row(course, planned, now)
+            for course, suppressed in courses
+            for planned in plan(course_facts(course, suppressed), self.sequence, self.window, now)
+        ]
+        if rows:
+            db.execute(insert(Message), rows)
+
+    def _new_row(self, course: Course, planned: PlannedMessage, now: datetime) -> dict[str, Any]:
         status = MessageStatus.SKIPPED if planned.skip_reason else MessageStatus.PENDING
-        return Message(
-            course_id=course.id,
-            client_id=course.client_id,
-            key=planned.key,
-            step=planned.step,
-            session_number=planned.session_number,
-            status=status,
-            reason=planned.skip_reason,
-            due_at=planned.due_at,
-            expires_at=planned.expires_at,
-            invite_revision=planned.invite_revision,
-            message_id=new_message_id(self.id_domain),
-            attempts=0,
-            possible_duplicate=False,
-            created_at=now,
-            updated_at=now,
-        )
+        return {
+            "course_id": course.id,
+            "client_id": course.client_id,
+            "key": planned.key,
+            "step": planned.step,
+            "session_number": planned.session_number,
+            "status": status,
+            "reason": planned.skip_reason,
+            "due_at": planned.due_at,
+            "expires_at": planned.expires_at,
+            "invite_revision": planned.invite_revision,
+            "message_id": new_message_id(self.id_domain),
+            "attempts": 0,
+            "possible_duplicate": False,
+            "created_at": now,
+            "updated_at": now,
+        }
 
     def _update(self, row: Message, planned: PlannedMessage, now: datetime) -> None:
         if (row.due_at, row.expires_at, row.invite_revision) != (
