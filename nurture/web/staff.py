@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
@@ -18,7 +18,7 @@ from nurture.enrollment import HYPERTROPHIC_ONLY
 from nurture.errors import NotFoundError, NurtureError, ValidationError
 from nurture.runtime import Runtime
 from nurture.web.security import Guard, StaffSession
-from nurture.web.views import email_view
+from nurture.web.views import EmailView, email_view
 
 router = APIRouter(prefix="/staff", include_in_schema=False)
 Text = Annotated[str, Form()]
@@ -101,8 +101,6 @@ def _client(db: Any, public_id: str) -> Client:
     try:
         return enrollment.find_client_by_id(db, public_id)
     except NotFoundError:
-        from fastapi import HTTPException  # noqa: PLC0415
-
         raise HTTPException(404, "No such client.") from None
 
 
@@ -406,9 +404,7 @@ def export(request: Request, staff: Staff, public_id: str) -> Response:
     )
 
 
-@router.get("/clients/{public_id}/emails/{message_id}", response_class=HTMLResponse)
-def email_page(request: Request, staff: Staff, public_id: str, message_id: int) -> Response:
-    """One email as the client saw it (or will see it, for a pending one)."""
+def _email(request: Request, public_id: str, message_id: int) -> EmailView:
     runtime = _runtime(request)
     with runtime.transaction() as db:
         client = _client(db, public_id)
@@ -416,10 +412,14 @@ def email_page(request: Request, staff: Staff, public_id: str, message_id: int) 
             select(Message).where(Message.id == message_id, Message.client_id == client.id)
         )
         if message is None:
-            from fastapi import HTTPException  # noqa: PLC0415
-
             raise HTTPException(404, "No such email.")
-        view = email_view(db, runtime, client, message)
+        return email_view(db, runtime, client, message)
+
+
+@router.get("/clients/{public_id}/emails/{message_id}", response_class=HTMLResponse)
+def email_page(request: Request, staff: Staff, public_id: str, message_id: int) -> Response:
+    """One email as the client saw it (or will see it, for a pending one)."""
+    view = _email(request, public_id, message_id)
     return _render(
         request, "email.html", staff, client_id=public_id, view=view, message_id=message_id
     )
@@ -428,17 +428,7 @@ def email_page(request: Request, staff: Staff, public_id: str, message_id: int) 
 @router.get("/clients/{public_id}/emails/{message_id}/body")
 def email_body(request: Request, staff: Staff, public_id: str, message_id: int) -> Response:
     """The HTML part alone, sandboxed, for the email page's frame."""
-    runtime = _runtime(request)
-    with runtime.transaction() as db:
-        client = _client(db, public_id)
-        message = db.scalar(
-            select(Message).where(Message.id == message_id, Message.client_id == client.id)
-        )
-        if message is None:
-            from fastapi import HTTPException  # noqa: PLC0415
-
-            raise HTTPException(404, "No such email.")
-        view = email_view(db, runtime, client, message)
+    view = _email(request, public_id, message_id)
     return HTMLResponse(
         view.html,
         headers={
