@@ -5,13 +5,15 @@ Templates live in the clinic-editable folder: ``emails/<template>/`` holds
 ``layout.txt`` / ``layout.html`` and include ``partials/``.  Jinja runs with
 ``StrictUndefined`` (a missing variable is an error, never a blank) and HTML
 autoescaping.  The HTML part has its CSS inlined, so Gmail and Outlook show
-it as designed.
+it as designed.  A step with ``invite = true`` also carries its session as a
+calendar invite (see ``nurture.invites``), built from the session as it
+stands when the email is composed.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -25,6 +27,7 @@ import css_inline
 import jinja2
 from email_validator import EmailNotValidError, validate_email
 
+from nurture import invites
 from nurture.domain import CourseFacts, ScarType, SessionFacts, SessionStatus
 from nurture.errors import TemplateError
 from nurture.sequence import Sequence, Step
@@ -66,6 +69,9 @@ class Attachment:
     subtype: str
     data: bytes
     params: dict[str, str] = field(default_factory=dict)
+    #: Sent as one more alternative of the body, after text and HTML, instead
+    #: of as a file: where Gmail and Outlook look for a calendar invite.
+    alternative: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,14 @@ def first_name(name: str) -> str:
     return name.split(maxsplit=1)[0] if name.split() else name
 
 
+def zone_label(local: datetime, zone: str) -> str:
+    """How a time's zone reads after the time: "GMT", "EST", else "Sao Paulo time"."""
+    name = local.tzname() or ""
+    if name[:1].isalpha():
+        return name
+    return f"{zone.rsplit('/', 1)[-1].replace('_', ' ')} time"
+
+
 def describe_time(at: datetime, zone: str) -> dict[str, str]:
     """Ways to write an instant in the client's zone, in plain English."""
     local = at.astimezone(ZoneInfo(zone))
@@ -101,6 +115,7 @@ def describe_time(at: datetime, zone: str) -> dict[str, str]:
         "date": f"{local:%A} {local.day} {local:%B %Y}",
         "short_date": f"{local:%a} {local.day} {local:%b}",
         "time": f"{local:%H:%M}",
+        "zone": zone_label(local, zone),
         "weekday": f"{local:%A}",
         "iso": local.isoformat(timespec="minutes"),
     }
@@ -127,6 +142,7 @@ def build_context(
     clinic: Clinic,
     session_number: int | None,
     unsubscribe_url: str,
+    invite: invites.SessionInvite | None = None,
 ) -> dict[str, Any]:
     """The variables every template sees (documented in templates/README.md)."""
     scars = set(course.scar_types)
@@ -169,6 +185,11 @@ def build_context(
         "next_session": (
             session_view(upcoming[0], course.sessions_planned, recipient.timezone)
             if upcoming
+            else None
+        ),
+        "invite": (
+            {"method": invite.method.value.lower(), "filename": invites.FILENAME}
+            if invite is not None
             else None
         ),
         "unsubscribe_url": unsubscribe_url,
@@ -266,7 +287,18 @@ def build_message(
         part.set_content(body, subtype=subtype, cte="quoted-printable")
         del part["MIME-Version"]
         msg.attach(part)
-    for item in rendered.attachments:
+    for item in (a for a in rendered.attachments if a.alternative):
+        part = EmailMessage(policy=SMTP)
+        part.set_content(
+            item.data,
+            maintype=item.maintype,
+            subtype=item.subtype,
+            cte="base64",
+            params=item.params,
+        )
+        del part["MIME-Version"]
+        msg.attach(part)
+    for item in (a for a in rendered.attachments if not a.alternative):
         msg.add_attachment(
             item.data,
             maintype=item.maintype,
@@ -304,8 +336,13 @@ class Composer:
         """Render one step and assemble its message."""
         step = self.sequence.step(step_name)
         url = self.unsubscribe.url(recipient.public_id)
-        context = build_context(step, course, recipient, self.clinic, session_number, url)
+        invite = self._invite(step, course, recipient, session_number)
+        context = build_context(step, course, recipient, self.clinic, session_number, url, invite)
         rendered = self.renderer.render(step.template, context)
+        if invite is not None:
+            rendered = replace(
+                rendered, attachments=rendered.attachments + invite_attachments(invite, now)
+            )
         email = build_message(
             rendered,
             message_id=message_id,
@@ -315,3 +352,50 @@ class Composer:
             unsubscribe_url=url,
         )
         return rendered, email
+
+    def _invite(
+        self, step: Step, course: CourseFacts, recipient: Recipient, session_number: int | None
+    ) -> invites.SessionInvite | None:
+        """The calendar entry a step with ``invite = true`` carries, as the session stands now."""
+        if not step.invite or session_number is None:
+            return None
+        session = course.session(session_number)
+        if session is None or session.scheduled_at is None:
+            return None
+        sender = self.clinic.sender
+        return invites.SessionInvite(
+            uid=invites.session_uid(
+                recipient.public_id, course.course_id, session.number, sender.domain
+            ),
+            sequence=session.revision,
+            method=(
+                invites.Method.CANCEL
+                if session.status is SessionStatus.CANCELLED
+                else invites.Method.REQUEST
+            ),
+            start=session.scheduled_at,
+            clinic_name=self.clinic.name,
+            clinic_address=self.clinic.address,
+            clinic_phone=self.clinic.phone,
+            organizer=sender,
+            attendee_name=recipient.name,
+            attendee_email=envelope_address(recipient.email),
+            label=f"Session {session.number} of {course.sessions_planned}",
+        )
+
+
+def invite_attachments(invite: invites.SessionInvite, now: datetime) -> tuple[Attachment, ...]:
+    """The invite twice, as mail clients expect it: a body alternative and an invite.ics file."""
+    data = invites.to_ics(invite, now)
+    method = invite.method.value
+    return (
+        Attachment(
+            invites.FILENAME,
+            "text",
+            "calendar",
+            data,
+            {"method": method, "charset": "UTF-8"},
+            alternative=True,
+        ),
+        Attachment(invites.FILENAME, "application", "ics", data, {"name": invites.FILENAME}),
+    )
