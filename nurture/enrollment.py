@@ -33,6 +33,10 @@ HYPERTROPHIC_ONLY = (
 )
 
 
+#: A booking further ahead than this is a typing mistake (2062 for 2026).
+MAX_AHEAD = timedelta(days=2 * 366)
+
+
 @dataclass(frozen=True)
 class Context:
     """Who is changing what, and when (the clock is injected, never read here)."""
@@ -242,6 +246,10 @@ def book(db: Session, ctx: Context, client: Client, number: int | str, when: str
     course = active_course(client)
     number = validation.clean_session_number(number, course.sessions_planned)
     at = validation.parse_local(when, client.timezone)
+    if at > ctx.now + MAX_AHEAD:
+        raise ValidationError(
+            "when", f"{_local(at, client.timezone)} is more than two years ahead; check the year"
+        )
     sessions = {s.number: s for s in course.sessions}
     current = sessions.get(number)
     if current is not None and current.status is SessionStatus.COMPLETED:

@@ -19,6 +19,8 @@ from nurture.errors import ValidationError
 
 MAX_NAME = 200
 MAX_SESSIONS = 20
+#: Session dates outside these years are typing mistakes (and would overflow date arithmetic).
+MIN_YEAR, MAX_YEAR = 2000, 2100
 _SCAR_ALIASES = {
     "atrophic": ScarType.ATROPHIC,
     "hypertrophic": ScarType.HYPERTROPHIC,
@@ -138,6 +140,10 @@ def parse_local(text: str, zone: str, field: str = "when") -> datetime:
             f"{_printable(value)!r} is not a valid date and time; "
             "use YYYY-MM-DDTHH:MM, e.g. 2026-12-03T10:30",
         ) from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise ValidationError(
+            field, f"{_printable(value)!r} is outside {MIN_YEAR}-{MAX_YEAR}; check the year"
+        )
     if parsed.tzinfo is not None:
         return parsed.astimezone(UTC)
     tz = ZoneInfo(zone)

@@ -99,6 +99,13 @@ CASES: list[tuple[str, list[tuple[str, ...]], tuple[str, ...], str]] = [
     ),
     ("garbage date", [ANA], ("book", "ana@example.com", "1", "next tuesday"), "not a valid date"),
     ("DST gap", [ANA], ("book", "ana@example.com", "1", "2027-03-28T01:30"), "does not exist"),
+    (
+        "year out of range",
+        [ANA],
+        ("book", "ana@example.com", "1", "9999-12-31T23:59"),
+        "check the year",
+    ),
+    ("years ahead", [ANA], ("book", "ana@example.com", "1", "2062-12-03T10:30"), "two years ahead"),
     ("DST overlap", [ANA], ("book", "ana@example.com", "1", "2027-10-31T01:30"), "happens twice"),
     (
         "skips a session",
