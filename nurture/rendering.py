@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.headerregistry import Address
-from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
@@ -27,7 +26,7 @@ import css_inline
 import jinja2
 from email_validator import EmailNotValidError, validate_email
 
-from nurture import invites
+from nurture import invites, mime
 from nurture.domain import CourseFacts, ScarType, SessionFacts, SessionStatus
 from nurture.errors import TemplateError
 from nurture.sequence import Sequence, Step
@@ -267,50 +266,41 @@ def build_message(
     unsubscribe_url: str,
     extra_headers: dict[str, str] | None = None,
 ) -> OutgoingEmail:
-    """Assemble the multipart/alternative message with every required header."""
+    """Assemble the message (multipart/alternative, mixed when it carries files)."""
     to_addr = envelope_address(recipient.email)
-    local, _, domain = to_addr.rpartition("@")
-    msg = EmailMessage(policy=HEADERS)
-    msg["From"] = sender
-    msg["To"] = Address(display_name=recipient.name, username=local, domain=domain)
-    msg["Subject"] = rendered.subject
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = message_id
-    msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    for name, value in (extra_headers or {}).items():
-        msg[name] = value
-    msg["MIME-Version"] = "1.0"
-    msg.make_alternative()
-    for body, subtype in ((rendered.text, "plain"), (rendered.html, "html")):
-        part = EmailMessage(policy=SMTP)  # bodies keep 76-character quoted-printable lines
-        part.set_content(body, subtype=subtype, cte="quoted-printable")
-        del part["MIME-Version"]
-        msg.attach(part)
-    for item in (a for a in rendered.attachments if a.alternative):
-        part = EmailMessage(policy=SMTP)
-        part.set_content(
-            item.data,
-            maintype=item.maintype,
-            subtype=item.subtype,
-            cte="base64",
-            params=item.params,
-        )
-        del part["MIME-Version"]
-        msg.attach(part)
-    for item in (a for a in rendered.attachments if not a.alternative):
-        msg.add_attachment(
-            item.data,
-            maintype=item.maintype,
-            subtype=item.subtype,
-            filename=item.filename,
-            params=item.params,
-        )
+    try:
+        headers = [
+            ("From", mime.address(sender.display_name, sender.addr_spec)),
+            ("To", mime.address(recipient.name, to_addr)),
+            ("Subject", mime.unstructured(rendered.subject)),
+            ("Date", format_datetime(date)),
+            ("Message-ID", message_id),
+            ("List-Unsubscribe", f"<{unsubscribe_url}>"),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            *(extra_headers or {}).items(),
+        ]
+        alternative: list[mime.Part | mime.Multipart] = [
+            mime.text_part(rendered.text, "plain"),
+            mime.text_part(rendered.html, "html"),
+        ]
+        alternative += [
+            mime.binary_part(f"{a.maintype}/{a.subtype}", a.data, a.params.items())
+            for a in rendered.attachments
+            if a.alternative
+        ]
+        body: mime.Part | mime.Multipart = mime.Multipart("alternative", alternative)
+        files = [
+            mime.binary_part(f"{a.maintype}/{a.subtype}", a.data, a.params.items(), a.filename)
+            for a in rendered.attachments
+            if not a.alternative
+        ]
+        if files:
+            body = mime.Multipart("mixed", [body, *files])
+        data = mime.write(headers, body)
+    except mime.HeaderInjectionError as exc:
+        raise TemplateError(f"refused to build the message: {exc}") from None
     return OutgoingEmail(
-        message_id=message_id,
-        envelope_from=sender.addr_spec,
-        recipient=to_addr,
-        data=msg.as_bytes(policy=HEADERS),
+        message_id=message_id, envelope_from=sender.addr_spec, recipient=to_addr, data=data
     )
 
 
