@@ -2,10 +2,15 @@
 
 The decisions (send now, wait for the window, skip as stale, retry or give
 up) are pure functions of the email, the client and ``now``.  ``Dispatcher``
-is the thin loop around them: each batch is claimed with a lease, each email
-is sent outside any transaction, and each outcome is recorded at once with a
-compare-and-set on the claim, so nothing is sent twice by two workers and a
-worker that lost its claim records nothing.
+is the thin loop around them.  A batch is claimed with a lease; then, one
+email at a time: it is read afresh under the claim (an unsubscribe or a
+reschedule that landed meanwhile is seen), decided, rendered, flagged as in
+flight and handed to the transport outside any transaction, and its outcome
+recorded with a compare-and-set on the claim.  So two workers never both
+send an email, a worker whose claim was taken over neither sends nor
+records, and the only duplicate possible is one whose hand-over began and
+whose answer was never recorded: it carries the same Message-ID and stays
+flagged ``possible_duplicate``.
 """
 
 from __future__ import annotations
@@ -15,17 +20,20 @@ import logging
 import secrets
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from nurture.db import queue
 from nurture.db.models import Client, Course, Message, Suppression
 from nurture.domain import CourseFacts, MessageStatus
 from nurture.errors import (
+    AmbiguousDeliveryError,
     PermanentDeliveryError,
     SequenceError,
     TemplateError,
@@ -38,6 +46,9 @@ from nurture.tracking import email_hash
 from nurture.transports.base import Transport
 
 log = logging.getLogger(__name__)
+
+#: What SQLAlchemy raises when the database cannot be reached (down, restarting, locked).
+DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
 
 
 class Action(enum.Enum):
@@ -101,15 +112,17 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Job:
-    """A claimed email with everything needed to decide and render it."""
+    """A claimed email, read afresh, with everything needed to decide and render it."""
 
     id: int
     message_id: str
     step: str
     session_number: int | None
     invite_revision: int | None
+    due_at: datetime
     expires_at: datetime
     attempts: int
+    possible_duplicate: bool
     recipient: Recipient | None
     course: CourseFacts
     blocked_reason: str | None
@@ -152,11 +165,13 @@ class Dispatcher:
     batch_size: int = 200
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_consecutive_failures: int = 3
+    _next_sweep: float = field(default=0.0, init=False, repr=False)
 
     def tick(self, stop: threading.Event | None = None) -> TickReport:
         """Deliver everything due now, batch by batch, then return."""
         report = TickReport()
         try:
+            self._sweep()
             while not (stop is not None and stop.is_set()):
                 token = secrets.token_hex(16)
                 started = time.monotonic()
@@ -176,6 +191,14 @@ class Dispatcher:
             self.transport.close()
         return report
 
+    def _sweep(self) -> None:
+        """Clear dead workers' claims on emails that left pending (once per lease at most)."""
+        if time.monotonic() < self._next_sweep:
+            return
+        with self.sessions.begin() as db:
+            queue.clear_stale_claims(db)
+        self._next_sweep = time.monotonic() + self.lease.total_seconds()
+
     def _work(
         self,
         ids: list[int],
@@ -186,17 +209,16 @@ class Dispatcher:
     ) -> bool:
         """Handle one claimed batch; False when the tick should end early."""
         deadline = started + self.lease.total_seconds() - self.send_timeout - 1
-        jobs = self._load(ids)
         failures = 0
-        for index, job in enumerate(jobs):
+        for index, message_id in enumerate(ids):
             if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
-                self._release([j.id for j in jobs[index:]], token, report)
+                self._release(ids[index:], token, report)
                 return False
-            temporary = self._handle(job, token, report)
+            temporary = self._handle(message_id, token, report)
             failures = failures + 1 if temporary else 0
             if failures >= self.max_consecutive_failures:
                 log.warning("transport_unavailable transport=%s", self.transport.name)
-                self._release([j.id for j in jobs[index + 1 :]], token, report)
+                self._release(ids[index + 1 :], token, report)
                 return False
         return True
 
@@ -204,18 +226,44 @@ class Dispatcher:
         with self.sessions.begin() as db:
             report.released += queue.release(db, ids, token)
 
-    def _load(self, ids: list[int]) -> list[Job]:
+    def _handle(self, message_id: int, token: str, report: TickReport) -> bool:
+        """Decide, send and record one email; True when it failed temporarily."""
+        now = self.clock()
+        job = self._load(message_id, token, now, report)
+        if job is None:
+            return False
+        decision = decide(
+            now=now,
+            expires_at=job.expires_at,
+            zone=job.course.timezone,
+            window=self.window,
+            blocked_reason=job.blocked_reason,
+        )
+        if decision.action is Action.SEND:
+            return self._send(job, token, report, now)
+        outcome, values = _settle(decision, job)
+        self._finish(job, token, report, outcome, updated_at=now, **values)
+        return False
+
+    def _load(self, message_id: int, token: str, now: datetime, report: TickReport) -> Job | None:
+        """The email as it is now, if it is still ours and still due; else None."""
         with self.sessions.begin() as db:
-            rows = db.scalars(
+            m = db.scalars(
                 select(Message)
-                .where(Message.id.in_(ids))
+                .where(Message.id == message_id)
                 .options(
-                    selectinload(Message.course).selectinload(Course.sessions),
-                    selectinload(Message.course).selectinload(Course.client),
+                    joinedload(Message.course).joinedload(Course.client),
+                    joinedload(Message.course).selectinload(Course.sessions),
                 )
-                .order_by(Message.due_at, Message.id)
-            ).all()
-            return [self._job(db, m) for m in rows]
+            ).one()
+            if m.claim_token != token:
+                self._count(report, "lost", m.message_id)
+                return None
+            if m.status is not MessageStatus.PENDING or m.due_at > now:
+                queue.release(db, [m.id], token)  # cancelled or moved since it was claimed
+                self._count(report, "released", m.message_id)
+                return None
+            return self._job(db, m)
 
     def _job(self, db: Session, m: Message) -> Job:
         client = m.course.client
@@ -230,62 +278,16 @@ class Dispatcher:
             step=m.step,
             session_number=m.session_number,
             invite_revision=m.invite_revision,
+            due_at=m.due_at,
             expires_at=m.expires_at,
             attempts=m.attempts,
+            possible_duplicate=m.possible_duplicate,
             recipient=recipient,
             course=course_facts(m.course, suppressed),
             blocked_reason=blocked,
         )
 
-    def _handle(self, job: Job, token: str, report: TickReport) -> bool:
-        """Decide, send and record one email; True when it failed temporarily."""
-        now = self.clock()
-        decision = decide(
-            now=now,
-            expires_at=job.expires_at,
-            zone=job.course.timezone,
-            window=self.window,
-            blocked_reason=job.blocked_reason,
-        )
-        if decision.action is Action.DEFER:
-            self._finish(job, token, report, "deferred", due_at=decision.at, updated_at=now)
-        elif decision.action is Action.SKIP and job.attempts:
-            reason = f"gave up after {job.attempts} failed attempt(s); {decision.reason}"
-            self._finish(
-                job,
-                token,
-                report,
-                "failed",
-                status=MessageStatus.FAILED,
-                reason=reason,
-                updated_at=now,
-            )
-        elif decision.action is Action.SKIP:
-            self._finish(
-                job,
-                token,
-                report,
-                "skipped",
-                status=MessageStatus.SKIPPED,
-                reason=decision.reason,
-                updated_at=now,
-            )
-        elif decision.action is Action.CANCEL:
-            self._finish(
-                job,
-                token,
-                report,
-                "cancelled",
-                status=MessageStatus.CANCELLED,
-                reason=decision.reason,
-                updated_at=now,
-            )
-        else:
-            return self._send(job, token, report, now)
-        return False
-
     def _send(self, job: Job, token: str, report: TickReport, now: datetime) -> bool:
-        assert job.recipient is not None
         attempts = job.attempts + 1
         try:
             email = self._render(job, now)
@@ -302,39 +304,12 @@ class Dispatcher:
                 updated_at=now,
             )
             return False
+        if not self._begin_send(job, token, report):
+            return False
         try:
             self.transport.send(email)
         except TemporaryDeliveryError as exc:
-            retry_at = self.retry.next_attempt(attempts, now, job.expires_at)
-            log.warning(
-                "send_deferred message_id=%s transport=%s attempts=%d",
-                job.message_id,
-                self.transport.name,
-                attempts,
-            )
-            if retry_at is None:
-                self._finish(
-                    job,
-                    token,
-                    report,
-                    "failed",
-                    status=MessageStatus.FAILED,
-                    reason="temporary failures lasted until it went stale",
-                    last_error=str(exc)[:300],
-                    attempts=attempts,
-                    updated_at=now,
-                )
-            else:
-                self._finish(
-                    job,
-                    token,
-                    report,
-                    "retried",
-                    due_at=retry_at,
-                    last_error=str(exc)[:300],
-                    attempts=attempts,
-                    updated_at=now,
-                )
+            self._retry_later(job, token, report, exc, attempts, now)
             return True
         except PermanentDeliveryError as exc:
             log.warning(
@@ -349,12 +324,31 @@ class Dispatcher:
             "sent",
             status=MessageStatus.SENT,
             sent_at=now,
+            sent_body=zlib.compress(email.data, 6),  # what staff see as the client saw it
             attempts=attempts,
             reason=None,
             last_error=None,
             updated_at=now,
+            possible_duplicate=job.possible_duplicate,
         )
         log.info("email_sent message_id=%s transport=%s", job.message_id, self.transport.name)
+        return False
+
+    def _begin_send(self, job: Job, token: str, report: TickReport) -> bool:
+        """Flag the email as in flight and renew the lease; False when it is not ours to send."""
+        with self.sessions.begin() as db:
+            hold = queue.begin_send(
+                db,
+                job.id,
+                token,
+                self.lease,
+                due_at=job.due_at,
+                expires_at=job.expires_at,
+                invite_revision=job.invite_revision,
+            )
+        if hold is queue.Hold.KEPT:
+            return True
+        self._count(report, "released" if hold is queue.Hold.CHANGED else "lost", job.message_id)
         return False
 
     def _render(self, job: Job, now: datetime) -> OutgoingEmail:
@@ -369,6 +363,37 @@ class Dispatcher:
         )
         return email
 
+    def _retry_later(
+        self,
+        job: Job,
+        token: str,
+        report: TickReport,
+        exc: TemporaryDeliveryError,
+        attempts: int,
+        now: datetime,
+    ) -> None:
+        ambiguous = isinstance(exc, AmbiguousDeliveryError)
+        log.warning(
+            "send_deferred message_id=%s transport=%s attempts=%d maybe_delivered=%s",
+            job.message_id,
+            self.transport.name,
+            attempts,
+            ambiguous,
+        )
+        values: dict[str, object] = {
+            "last_error": str(exc)[:300],
+            "attempts": attempts,
+            "updated_at": now,
+            "possible_duplicate": job.possible_duplicate or ambiguous,
+        }
+        retry_at = self.retry.next_attempt(attempts, now, job.expires_at)
+        if retry_at is None:
+            reason = "temporary failures lasted until it went stale"
+            values.update(status=MessageStatus.FAILED, reason=reason)
+            self._finish(job, token, report, "failed", **values)
+        else:
+            self._finish(job, token, report, "retried", due_at=retry_at, **values)
+
     def _fail_permanently(
         self,
         job: Job,
@@ -378,7 +403,7 @@ class Dispatcher:
         attempts: int,
         now: datetime,
     ) -> None:
-        with self.sessions.begin() as db:
+        def write(db: Session) -> bool:
             done = queue.finish(
                 db,
                 job.id,
@@ -388,10 +413,13 @@ class Dispatcher:
                 last_error=str(exc)[:300],
                 attempts=attempts,
                 updated_at=now,
+                possible_duplicate=job.possible_duplicate,
             )
             if done and exc.recipient_rejected and job.recipient is not None:
                 self._suppress(db, job, now)
-        self._count(report, "failed" if done else "lost", job)
+            return done
+
+        self._count(report, "failed" if self._record(job, write) else "lost", job.message_id)
 
     def _suppress(self, db: Session, job: Job, now: datetime) -> None:
         assert job.recipient is not None
@@ -407,16 +435,59 @@ class Dispatcher:
     def _finish(
         self, job: Job, token: str, report: TickReport, outcome: str, **values: object
     ) -> None:
-        with self.sessions.begin() as db:
-            done = queue.finish(db, job.id, token, **values)
-        self._count(report, outcome if done else "lost", job)
+        done = self._record(job, lambda db: queue.finish(db, job.id, token, **values))
+        self._count(report, outcome if done else "lost", job.message_id)
+
+    def _record(self, job: Job, write: Callable[[Session], bool]) -> bool:
+        """Record an outcome; while the database is unreachable, keep trying for a while.
+
+        Only this worker knows what the server answered: giving up would turn a
+        sent email into a resend once the lease ran out.  Trying again is safe,
+        as the write is a compare-and-set on the claim.  Patience: the lease, at
+        least a minute.
+        """
+        deadline = time.monotonic() + max(self.lease.total_seconds(), 60.0)
+        delay = 0.5
+        while True:
+            try:
+                with self.sessions.begin() as db:
+                    return write(db)
+            except DATABASE_UNREACHABLE as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning(
+                    "database_unavailable while=recording message_id=%s retry_in=%.1fs error=%s",
+                    job.message_id,
+                    delay,
+                    first_line(exc),
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     @staticmethod
-    def _count(report: TickReport, outcome: str, job: Job) -> None:
+    def _count(report: TickReport, outcome: str, message_id: str) -> None:
         if outcome == "lost":
-            log.warning("claim_lost message_id=%s", job.message_id)
+            log.warning("claim_lost message_id=%s", message_id)
         setattr(report, outcome, getattr(report, outcome) + 1)
-        report.outcomes.append((job.message_id, outcome))
+        report.outcomes.append((message_id, outcome))
+
+
+def _settle(decision: Decision, job: Job) -> tuple[str, dict[str, object]]:
+    """The outcome and the values to record for a decision other than SEND."""
+    if decision.action is Action.DEFER:
+        return "deferred", {"due_at": decision.at}
+    if decision.action is Action.SKIP and job.attempts:
+        reason = f"gave up after {job.attempts} failed attempt(s); {decision.reason}"
+        return "failed", {"status": MessageStatus.FAILED, "reason": reason}
+    if decision.action is Action.SKIP:
+        return "skipped", {"status": MessageStatus.SKIPPED, "reason": decision.reason}
+    return "cancelled", {"status": MessageStatus.CANCELLED, "reason": decision.reason}
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message on one line (database errors run over several)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _blocked_reason(client: Client, suppressed: bool) -> str | None:

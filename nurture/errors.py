@@ -54,6 +54,13 @@ class TemporaryDeliveryError(DeliveryError):
     """The failure may pass (4xx reply, dropped connection): retry later."""
 
 
+class AmbiguousDeliveryError(TemporaryDeliveryError):
+    """The whole message was handed over but the server's answer was lost: it may have arrived.
+
+    Retried like any temporary failure, and flagged as a possible duplicate.
+    """
+
+
 class PermanentDeliveryError(DeliveryError):
     """The server refused for good (5xx): do not retry."""
 

@@ -188,8 +188,9 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     claim_token: Mapped[str | None] = mapped_column(String(32))
     lease_until: Mapped[datetime | None]
-    #: Set when a claim was taken over from a worker that never recorded an outcome:
-    #: the earlier worker may have handed the email to the server already.
+    #: Raised just before the email is handed to the transport and put back when the
+    #: server's answer is recorded: left raised, a hand-over began whose answer was lost
+    #: (a killed worker, a dropped connection), so the client may have it twice.
     possible_duplicate: Mapped[bool] = mapped_column(default=False)
     last_error: Mapped[str | None] = mapped_column(String(300))
     sent_at: Mapped[datetime | None]

@@ -1,21 +1,42 @@
 """The queries delivery needs: claim due emails with a lease, record outcomes.
 
 A claim stamps rows with a random token and a lease deadline taken from the
-database's clock.  Every later write is a compare-and-set on that token, so
-a worker whose lease ran out (and was taken over) can record nothing.
+database's clock (PostgreSQL ``clock_timestamp()``; SQLite is local, so this
+machine's clock).  The lease only says when another worker may take a row
+over; the token is the fence: every later write is a compare-and-set on it,
+so a worker whose claim was taken over (it was paused, or cut off) can
+neither send nor record.
+
+``possible_duplicate`` is raised by ``begin_send`` just before an email is
+handed to the transport, and put back by the outcome the worker records.  A
+flag that stays up therefore means exactly: a hand-over began whose answer
+was never recorded (the worker died, or the server's answer was lost), so
+the client may have the email twice.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, func, or_, select, text, update
+from sqlalchemy import CursorResult, Update, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from nurture.db.models import Message
 from nurture.domain import MessageStatus
+
+
+class Hold(enum.Enum):
+    """Whether a worker may hand a claimed email over (``begin_send``)."""
+
+    #: Still ours, unchanged: flagged as in flight, lease renewed.
+    KEPT = "kept"
+    #: Still ours, but cancelled or moved since it was read: claim given back.
+    CHANGED = "changed"
+    #: Another worker holds it now.
+    LOST = "lost"
 
 
 def database_now(db: Session) -> datetime:
@@ -28,12 +49,13 @@ def database_now(db: Session) -> datetime:
 
 
 def claim(db: Session, *, due_by: datetime, token: str, lease: timedelta, limit: int) -> list[int]:
-    """Claim up to ``limit`` pending emails due by ``due_by``; return their ids.
+    """Claim up to ``limit`` pending emails due by ``due_by``; return their ids, oldest first.
 
     Rows locked by another claimer are skipped (PostgreSQL ``SKIP LOCKED``;
-    SQLite serialises writers with ``BEGIN IMMEDIATE``).  A row whose earlier
-    claim expired without an outcome is flagged as a possible duplicate: that
-    worker may have handed it to the server before it died.
+    SQLite serialises writers with ``BEGIN IMMEDIATE``), as are rows under
+    another worker's unexpired lease.  A row whose lease expired is taken
+    over as it is: if its worker had begun sending it, ``begin_send`` already
+    flagged it.
     """
     db_now = database_now(db)
     due = (
@@ -51,46 +73,78 @@ def claim(db: Session, *, due_by: datetime, token: str, lease: timedelta, limit:
     stmt = (
         update(Message)
         .where(Message.id.in_(due.scalar_subquery()))
-        .values(
-            claim_token=token,
-            lease_until=db_now + lease,
-            possible_duplicate=or_(Message.possible_duplicate, Message.claim_token.is_not(None)),
-        )
-        .returning(Message.id)
+        .values(claim_token=token, lease_until=db_now + lease)
+        .returning(Message.id, Message.due_at)
         .execution_options(synchronize_session=False)
     )
-    return sorted(db.execute(stmt).scalars())
+    return [row.id for row in sorted(db.execute(stmt), key=lambda r: (r.due_at, r.id))]
+
+
+def begin_send(
+    db: Session,
+    message_id: int,
+    token: str,
+    lease: timedelta,
+    *,
+    due_at: datetime,
+    expires_at: datetime,
+    invite_revision: int | None,
+) -> Hold:
+    """Flag a claimed email as in flight and renew its lease, if it is still ours as read.
+
+    "As read" means still pending with the due time, expiry and invite
+    revision the worker rendered from; otherwise (an unsubscribe, a
+    reschedule landed meanwhile) the claim is given back untouched.
+    """
+    db_now = database_now(db)
+    stmt = update(Message).where(
+        Message.id == message_id,
+        Message.claim_token == token,
+        Message.status == MessageStatus.PENDING,
+        Message.due_at == due_at,
+        Message.expires_at == expires_at,
+        Message.invite_revision.is_not_distinct_from(invite_revision),
+    )
+    if _rows(db, stmt.values(possible_duplicate=True, lease_until=db_now + lease)) == 1:
+        return Hold.KEPT
+    return Hold.CHANGED if release(db, [message_id], token) else Hold.LOST
 
 
 def finish(db: Session, message_id: int, token: str, **values: Any) -> bool:
     """Write an outcome if the claim is still ours; release the claim. True on success."""
-    stmt = (
-        update(Message)
-        .where(Message.id == message_id, Message.claim_token == token)
-        .values(claim_token=None, lease_until=None, **values)
-        .execution_options(synchronize_session=False)
-    )
-    result = db.execute(stmt)
-    assert isinstance(result, CursorResult)
-    return result.rowcount == 1
+    stmt = update(Message).where(Message.id == message_id, Message.claim_token == token)
+    return _rows(db, stmt.values(claim_token=None, lease_until=None, **values)) == 1
 
 
 def release(db: Session, ids: Sequence[int], token: str) -> int:
-    """Give back claims that were not worked on (a clean shutdown)."""
+    """Give back claims that were not worked on (a clean shutdown, a changed email)."""
     if not ids:
         return 0
-    stmt = (
-        update(Message)
-        .where(Message.id.in_(list(ids)), Message.claim_token == token)
-        .values(claim_token=None, lease_until=None)
-        .execution_options(synchronize_session=False)
+    stmt = update(Message).where(Message.id.in_(list(ids)), Message.claim_token == token)
+    return _rows(db, stmt.values(claim_token=None, lease_until=None))
+
+
+def clear_stale_claims(db: Session) -> int:
+    """Drop expired claims on emails that left ``pending`` meanwhile (their worker died).
+
+    Re-planning may cancel or skip an email while a worker holds it; if that
+    worker then dies, no one would ever claim the row again to clear it.
+    """
+    stmt = update(Message).where(
+        Message.claim_token.is_not(None),
+        Message.status != MessageStatus.PENDING,
+        Message.lease_until < database_now(db),
     )
-    result = db.execute(stmt)
-    assert isinstance(result, CursorResult)
-    return result.rowcount
+    return _rows(db, stmt.values(claim_token=None, lease_until=None))
 
 
 def dangling_claims(db: Session) -> int:
     """How many rows still carry a claim (zero once every worker has stopped cleanly)."""
     count = db.scalar(select(func.count()).where(Message.claim_token.is_not(None)))
     return int(count or 0)
+
+
+def _rows(db: Session, stmt: Update) -> int:
+    result = db.execute(stmt.execution_options(synchronize_session=False))
+    assert isinstance(result, CursorResult)
+    return result.rowcount

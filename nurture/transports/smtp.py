@@ -1,13 +1,27 @@
-"""SMTP delivery over one connection reused across a batch."""
+"""SMTP delivery over one connection reused across a batch.
+
+The MAIL, RCPT and DATA exchange is spelled out (rather than ``sendmail``) so
+that a lost connection is told apart by when it happened: before the message
+was handed over it is a plain temporary failure; after the final dot and
+before the server's answer the server may have taken the message, and
+``AmbiguousDeliveryError`` says so.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import re
 import smtplib
 import ssl
 
-from nurture.errors import PermanentDeliveryError, TemporaryDeliveryError
+from nurture.errors import (
+    AmbiguousDeliveryError,
+    PermanentDeliveryError,
+    TemporaryDeliveryError,
+)
 from nurture.rendering import OutgoingEmail
+
+_LOST = (TimeoutError, smtplib.SMTPServerDisconnected, OSError)
 
 
 class SMTPTransport:
@@ -72,20 +86,34 @@ class SMTPTransport:
         """Send one message; map the server's answer to temporary or permanent."""
         conn = self._connect()
         try:
-            refused = conn.sendmail(email.envelope_from, [email.recipient], email.data)
+            _hand_over(conn, email)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
-            self._reset_after_refusal()
+            self._after_refusal(code)
             raise _classify(code, text, recipient=True) from None
         except smtplib.SMTPResponseException as exc:
-            self._reset_after_refusal()
+            self._after_refusal(exc.smtp_code)
             raise _classify(exc.smtp_code, exc.smtp_error, recipient=False) from None
-        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
+        except _LOST as exc:
             self._drop()
             raise TemporaryDeliveryError(f"connection lost: {exc}") from None
-        if refused:  # pragma: no cover - one recipient: refusal raises above
-            code, text = next(iter(refused.values()))
-            raise _classify(code, text, recipient=True)
+        try:
+            code, text = conn.getreply()
+        except _LOST as exc:
+            self._drop()
+            raise AmbiguousDeliveryError(
+                f"connection lost after the message was handed over, before the server "
+                f"confirmed it: {exc}"
+            ) from None
+        if code != 250:
+            self._after_refusal(code)
+            raise _classify(code, text, recipient=False)
+
+    def _after_refusal(self, code: int) -> None:
+        if code == 421:  # the server is closing the connection
+            self._drop()
+        else:
+            self._reset_after_refusal()
 
     def _reset_after_refusal(self) -> None:
         if self._conn is None:
@@ -108,6 +136,28 @@ class SMTPTransport:
             conn.quit()
         except (smtplib.SMTPException, OSError):
             conn.close()
+
+
+def _hand_over(conn: smtplib.SMTP, email: OutgoingEmail) -> None:
+    """MAIL, RCPT, DATA and the message up to its final dot; the answer is read after."""
+    code, text = conn.mail(email.envelope_from)
+    if code != 250:
+        raise smtplib.SMTPSenderRefused(code, text, email.envelope_from)
+    code, text = conn.rcpt(email.recipient)
+    if code not in (250, 251):
+        raise smtplib.SMTPRecipientsRefused({email.recipient: (code, text)})
+    code, text = conn.docmd("DATA")
+    if code != 354:
+        raise smtplib.SMTPDataError(code, text)
+    conn.send(_dot_stuffed(email.data))
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The DATA payload: lines starting with a dot doubled, then the final dot (RFC 5321)."""
+    body = re.sub(rb"(?m)^\.", b"..", data)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
 
 
 def _close_quietly(conn: smtplib.SMTP | None) -> None:
