@@ -47,6 +47,10 @@ def clean_email(text: str) -> str:
         raise ValidationError("email", "is empty; give the client's email address")
     if len(value) > 254:
         raise ValidationError("email", "is longer than 254 characters")
+    if "=?" in value or "?=" in value:
+        raise ValidationError(
+            "email", "must not contain '=?' or '?=' (mail software would decode it as a header)"
+        )
     try:
         result = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:

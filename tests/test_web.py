@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import json
 import re
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from nurture import accounts, enrollment
 from nurture.db.models import Client, Event, Suppression
 from nurture.errors import ValidationError
 from nurture.tracking import Unsubscribe, email_hash
+from nurture.transports import MemoryTransport
 from nurture.web.staff import router as staff_router
 from tests.conftest import snapshot
 from tests.web_support import STAFF_EMAIL, Web, csrf_of, make_web
@@ -549,3 +552,21 @@ def test_enrolment_via_api_and_cli_share_validation(web: Web) -> None:
         web.api("POST", "/api/v1/clients", json={**ANA, "scar_types": ["keloid"]}).status_code
         == 422
     )
+
+
+def test_sent_email_is_shown_exactly_as_sent(web: Web) -> None:
+    """After delivery the staff page shows the stored copy, not a fresh render."""
+    client_id = enrol_ana(web)
+    transport = MemoryTransport()
+    assert web.runtime.dispatcher(transport).tick().sent == 1
+    web.login()
+    page = web.client.get(f"/staff/clients/{client_id}")
+    link = re.search(r'href="/staff/clients/([^"]+/emails/\d+)"', page.text)
+    assert link is not None
+    view = web.client.get(f"/staff/clients/{link.group(1)}")
+    assert "Exactly as sent." in view.text
+    body = web.client.get(f"/staff/clients/{link.group(1)}/body")
+    sent = email.message_from_bytes(transport.sent[0].data, policy=email.policy.default)
+    html = sent.get_body(("html",))
+    assert html is not None
+    assert body.text == html.get_content()
