@@ -324,7 +324,7 @@ class Dispatcher:
             "sent",
             status=MessageStatus.SENT,
             sent_at=now,
-            sent_body=zlib.compress(email.data, 6),  # what staff see as the client saw it
+            sent_body=zlib.compress(email.data, 1),  # what staff see as the client saw it
             attempts=attempts,
             reason=None,
             last_error=None,

