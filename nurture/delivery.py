@@ -2,11 +2,14 @@
 
 The decisions (send now, wait for the window, skip as stale, retry or give
 up) are pure functions of the email, the client and ``now``.  ``Dispatcher``
-is the thin loop around them.  A batch is claimed with a lease; then, one
-email at a time: it is read afresh under the claim (an unsubscribe or a
-reschedule that landed meanwhile is seen), decided, rendered, flagged as in
-flight and handed to the transport outside any transaction, and its outcome
-recorded with a compare-and-set on the claim.  So two workers never both
+is the thin loop around them.  A batch is claimed with a lease and read
+under the claim a few emails at a time; then, one email at a time, it is
+decided, rendered, and flagged as in flight by a compare-and-set that also
+checks nothing was recorded about it or its client since the read (an
+unsubscribe, a reschedule or a booking that landed meanwhile sends it back
+to be read and rendered again); it is handed to the transport outside any
+transaction, and its outcome recorded with a compare-and-set on the claim,
+in the same transaction as the next email's flag.  So two workers never both
 send an email, a worker whose claim was taken over neither sends nor
 records, and the only duplicate possible is one whose hand-over began and
 whose answer was never recorded: it carries the same Message-ID and stays
@@ -24,6 +27,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -39,7 +43,7 @@ from nurture.errors import (
     TemplateError,
     TemporaryDeliveryError,
 )
-from nurture.reconcile import Planner, course_facts, is_suppressed
+from nurture.reconcile import Planner, course_facts
 from nurture.rendering import Composer, OutgoingEmail, Recipient
 from nurture.timing import SendWindow
 from nurture.tracking import email_hash
@@ -49,6 +53,12 @@ log = logging.getLogger(__name__)
 
 #: What SQLAlchemy raises when the database cannot be reached (down, restarting, locked).
 DATABASE_UNREACHABLE = (OperationalError, InterfaceError)
+
+#: How many claimed emails are read at once: few enough that what an email says
+#: is at most a few sends old, enough that the read costs little per email.
+READ_CHUNK = 25
+
+T = TypeVar("T")
 
 
 class Action(enum.Enum):
@@ -123,6 +133,8 @@ class Job:
     expires_at: datetime
     attempts: int
     possible_duplicate: bool
+    #: How many facts the client had when the email was read (see ``queue.begin_send``).
+    facts_seen: int
     recipient: Recipient | None
     course: CourseFacts
     blocked_reason: str | None
@@ -150,9 +162,27 @@ class TickReport:
         )
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """An outcome waiting to be written with the worker's next transaction."""
+
+    message_id: str
+    id: int
+    token: str
+    outcome: str
+    values: dict[str, object]
+
+
 @dataclass
 class Dispatcher:
-    """One worker's delivery loop."""
+    """One worker's delivery loop.
+
+    Outcomes are written with the next transaction the worker opens anyway
+    (the next email's in-flight flag, the next read, the end of the batch),
+    so a sent email costs one short transaction, not two.  The order that
+    matters is kept: an email's outcome is recorded before the next one is
+    handed over, and every email is flagged before its own hand-over.
+    """
 
     sessions: sessionmaker[Session]
     transport: Transport
@@ -166,6 +196,7 @@ class Dispatcher:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_consecutive_failures: int = 3
     _next_sweep: float = field(default=0.0, init=False, repr=False)
+    _outcomes: list[_Outcome] = field(default_factory=list, init=False, repr=False)
 
     def tick(self, stop: threading.Event | None = None) -> TickReport:
         """Deliver everything due now, batch by batch, then return."""
@@ -210,28 +241,30 @@ class Dispatcher:
         """Handle one claimed batch; False when the tick should end early."""
         deadline = started + self.lease.total_seconds() - self.send_timeout - 1
         failures = 0
-        for index, message_id in enumerate(ids):
-            if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
-                self._release(ids[index:], token, report)
-                return False
-            temporary = self._handle(message_id, token, report)
-            failures = failures + 1 if temporary else 0
-            if failures >= self.max_consecutive_failures:
-                log.warning("transport_unavailable transport=%s", self.transport.name)
-                self._release(ids[index + 1 :], token, report)
-                return False
-        return True
+        try:
+            for start in range(0, len(ids), READ_CHUNK):
+                jobs = self._load(ids[start : start + READ_CHUNK], token, report)
+                later = ids[start + READ_CHUNK :]
+                for index, job in enumerate(jobs):
+                    if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+                        self._release([j.id for j in jobs[index:]] + later, token, report)
+                        return False
+                    temporary = self._handle(job, token, report)
+                    failures = failures + 1 if temporary else 0
+                    if failures >= self.max_consecutive_failures:
+                        log.warning("transport_unavailable transport=%s", self.transport.name)
+                        self._release([j.id for j in jobs[index + 1 :]] + later, token, report)
+                        return False
+            return True
+        finally:
+            self._flush(report)
 
     def _release(self, ids: list[int], token: str, report: TickReport) -> None:
-        with self.sessions.begin() as db:
-            report.released += queue.release(db, ids, token)
+        report.released += self._commit(report, lambda db: queue.release(db, ids, token))
 
-    def _handle(self, message_id: int, token: str, report: TickReport) -> bool:
+    def _handle(self, job: Job, token: str, report: TickReport) -> bool:
         """Decide, send and record one email; True when it failed temporarily."""
         now = self.clock()
-        job = self._load(message_id, token, now, report)
-        if job is None:
-            return False
         decision = decide(
             now=now,
             expires_at=job.expires_at,
@@ -242,50 +275,57 @@ class Dispatcher:
         if decision.action is Action.SEND:
             return self._send(job, token, report, now)
         outcome, values = _settle(decision, job)
-        self._finish(job, token, report, outcome, updated_at=now, **values)
+        self._finish(job, token, outcome, updated_at=now, **values)
         return False
 
-    def _load(self, message_id: int, token: str, now: datetime, report: TickReport) -> Job | None:
-        """The email as it is now, if it is still ours and still due; else None."""
-        with self.sessions.begin() as db:
-            m = db.scalars(
-                select(Message)
-                .where(Message.id == message_id)
-                .options(
-                    joinedload(Message.course).joinedload(Course.client),
-                    joinedload(Message.course).selectinload(Course.sessions),
-                )
-            ).one()
-            if m.claim_token != token:
-                self._count(report, "lost", m.message_id)
-                return None
-            if m.status is not MessageStatus.PENDING or m.due_at > now:
-                queue.release(db, [m.id], token)  # cancelled or moved since it was claimed
-                self._count(report, "released", m.message_id)
-                return None
-            return self._job(db, m)
+    def _load(self, ids: list[int], token: str, report: TickReport) -> list[Job]:
+        """The claimed emails as they are now, those still ours and still due, in order.
 
-    def _job(self, db: Session, m: Message) -> Job:
-        client = m.course.client
-        suppressed = client.email is not None and is_suppressed(db, client.email)
-        blocked = _blocked_reason(client, suppressed)
-        recipient = None
-        if blocked is None and client.email is not None and client.name is not None:
-            recipient = Recipient(client.public_id, client.name, client.email, client.timezone)
-        return Job(
-            id=m.id,
-            message_id=m.message_id,
-            step=m.step,
-            session_number=m.session_number,
-            invite_revision=m.invite_revision,
-            due_at=m.due_at,
-            expires_at=m.expires_at,
-            attempts=m.attempts,
-            possible_duplicate=m.possible_duplicate,
-            recipient=recipient,
-            course=course_facts(m.course, suppressed),
-            blocked_reason=blocked,
-        )
+        Read a few at a time; just before the hand-over a compare-and-set
+        checks that nothing about the email or its client was recorded since
+        (``queue.begin_send``), so what goes out is what the facts say then.
+        """
+        now = self.clock()
+        with self.sessions.begin() as db:
+            rows = {
+                m.id: m
+                for m in db.scalars(
+                    select(Message)
+                    .where(Message.id.in_(ids))
+                    .options(
+                        joinedload(Message.course).joinedload(Course.client),
+                        joinedload(Message.course).selectinload(Course.sessions),
+                    )
+                )
+            }
+            hashes = {
+                m.id: email_hash(m.course.client.email)
+                for m in rows.values()
+                if m.course.client.email is not None
+            }
+            facts = queue.facts_recorded(db, {m.course.client_id for m in rows.values()})
+            suppressed = set(
+                db.scalars(
+                    select(Suppression.email_hash).where(
+                        Suppression.email_hash.in_(set(hashes.values()))
+                    )
+                )
+            )
+            jobs, lost, moved = [], [], []
+            for message_id in ids:
+                m = rows.get(message_id)
+                if m is None or m.claim_token != token:
+                    lost.append(m.message_id if m is not None else str(message_id))
+                elif m.status is not MessageStatus.PENDING or m.due_at > now:
+                    moved.append(m)  # cancelled or moved since it was claimed
+                else:
+                    jobs.append(_job(m, hashes.get(m.id) in suppressed, facts[m.course.client_id]))
+            queue.release(db, [m.id for m in moved], token)
+        for label in lost:
+            self._count(report, "lost", label)
+        for m in moved:
+            self._count(report, "released", m.message_id)
+        return jobs
 
     def _send(self, job: Job, token: str, report: TickReport, now: datetime) -> bool:
         attempts = job.attempts + 1
@@ -296,7 +336,6 @@ class Dispatcher:
             self._finish(
                 job,
                 token,
-                report,
                 "failed",
                 status=MessageStatus.FAILED,
                 reason=f"template error: {exc}"[:300],
@@ -309,7 +348,7 @@ class Dispatcher:
         try:
             self.transport.send(email)
         except TemporaryDeliveryError as exc:
-            self._retry_later(job, token, report, exc, attempts, now)
+            self._retry_later(job, token, exc, attempts, now)
             return True
         except PermanentDeliveryError as exc:
             log.warning(
@@ -320,7 +359,6 @@ class Dispatcher:
         self._finish(
             job,
             token,
-            report,
             "sent",
             status=MessageStatus.SENT,
             sent_at=now,
@@ -336,8 +374,9 @@ class Dispatcher:
 
     def _begin_send(self, job: Job, token: str, report: TickReport) -> bool:
         """Flag the email as in flight and renew the lease; False when it is not ours to send."""
-        with self.sessions.begin() as db:
-            hold = queue.begin_send(
+        hold = self._commit(
+            report,
+            lambda db: queue.begin_send(
                 db,
                 job.id,
                 token,
@@ -345,7 +384,11 @@ class Dispatcher:
                 due_at=job.due_at,
                 expires_at=job.expires_at,
                 invite_revision=job.invite_revision,
-            )
+                client_id=job.course.client_id,
+                facts_seen=job.facts_seen,
+            ),
+            job.message_id,
+        )
         if hold is queue.Hold.KEPT:
             return True
         self._count(report, "released" if hold is queue.Hold.CHANGED else "lost", job.message_id)
@@ -367,7 +410,6 @@ class Dispatcher:
         self,
         job: Job,
         token: str,
-        report: TickReport,
         exc: TemporaryDeliveryError,
         attempts: int,
         now: datetime,
@@ -390,9 +432,9 @@ class Dispatcher:
         if retry_at is None:
             reason = "temporary failures lasted until it went stale"
             values.update(status=MessageStatus.FAILED, reason=reason)
-            self._finish(job, token, report, "failed", **values)
+            self._finish(job, token, "failed", **values)
         else:
-            self._finish(job, token, report, "retried", due_at=retry_at, **values)
+            self._finish(job, token, "retried", due_at=retry_at, **values)
 
     def _fail_permanently(
         self,
@@ -419,7 +461,8 @@ class Dispatcher:
                 self._suppress(db, job, now)
             return done
 
-        self._count(report, "failed" if self._record(job, write) else "lost", job.message_id)
+        done = self._commit(report, write, job.message_id)
+        self._count(report, "failed" if done else "lost", job.message_id)
 
     def _suppress(self, db: Session, job: Job, now: datetime) -> None:
         assert job.recipient is not None
@@ -432,37 +475,48 @@ class Dispatcher:
         for course in client.courses:
             self.planner.replan(db, course, now)
 
-    def _finish(
-        self, job: Job, token: str, report: TickReport, outcome: str, **values: object
-    ) -> None:
-        done = self._record(job, lambda db: queue.finish(db, job.id, token, **values))
-        self._count(report, outcome if done else "lost", job.message_id)
+    def _finish(self, job: Job, token: str, outcome: str, **values: object) -> None:
+        """Record an outcome with the worker's next transaction."""
+        self._outcomes.append(_Outcome(job.message_id, job.id, token, outcome, values))
 
-    def _record(self, job: Job, write: Callable[[Session], bool]) -> bool:
-        """Record an outcome; while the database is unreachable, keep trying for a while.
+    def _flush(self, report: TickReport) -> None:
+        """Write the outcomes still waiting (end of a batch, or an error on the way out)."""
+        if self._outcomes:
+            self._commit(report, lambda db: None)
 
-        Only this worker knows what the server answered: giving up would turn a
-        sent email into a resend once the lease ran out.  Trying again is safe,
-        as the write is a compare-and-set on the claim.  Patience: the lease, at
-        least a minute.
+    def _commit(self, report: TickReport, then: Callable[[Session], T], label: str = "") -> T:
+        """One transaction: the waiting outcomes, then ``then``; its result.
+
+        While the database is unreachable it keeps trying for a while: only
+        this worker knows what the server answered, and giving up would turn
+        a sent email into a resend once the lease ran out.  Trying again is
+        safe, as every write is a compare-and-set on the claim.  Patience:
+        the lease, at least a minute.
         """
+        outcomes, self._outcomes = self._outcomes, []
+        label = label or (outcomes[0].message_id if outcomes else "-")
         deadline = time.monotonic() + max(self.lease.total_seconds(), 60.0)
         delay = 0.5
         while True:
             try:
                 with self.sessions.begin() as db:
-                    return write(db)
+                    done = [queue.finish(db, o.id, o.token, **o.values) for o in outcomes]
+                    result = then(db)
+                break
             except DATABASE_UNREACHABLE as exc:
                 if time.monotonic() + delay > deadline:
                     raise
                 log.warning(
                     "database_unavailable while=recording message_id=%s retry_in=%.1fs error=%s",
-                    job.message_id,
+                    label,
                     delay,
                     first_line(exc),
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        for o, ok in zip(outcomes, done, strict=True):
+            self._count(report, o.outcome if ok else "lost", o.message_id)
+        return result
 
     @staticmethod
     def _count(report: TickReport, outcome: str, message_id: str) -> None:
@@ -470,6 +524,30 @@ class Dispatcher:
             log.warning("claim_lost message_id=%s", message_id)
         setattr(report, outcome, getattr(report, outcome) + 1)
         report.outcomes.append((message_id, outcome))
+
+
+def _job(m: Message, suppressed: bool, facts_seen: int) -> Job:
+    """What a worker needs of one claimed email, read under its claim."""
+    client = m.course.client
+    blocked = _blocked_reason(client, suppressed)
+    recipient = None
+    if blocked is None and client.email is not None and client.name is not None:
+        recipient = Recipient(client.public_id, client.name, client.email, client.timezone)
+    return Job(
+        id=m.id,
+        message_id=m.message_id,
+        step=m.step,
+        session_number=m.session_number,
+        invite_revision=m.invite_revision,
+        due_at=m.due_at,
+        expires_at=m.expires_at,
+        attempts=m.attempts,
+        possible_duplicate=m.possible_duplicate,
+        facts_seen=facts_seen,
+        recipient=recipient,
+        course=course_facts(m.course, suppressed),
+        blocked_reason=blocked,
+    )
 
 
 def _settle(decision: Decision, job: Job) -> tuple[str, dict[str, object]]:

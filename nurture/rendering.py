@@ -248,7 +248,14 @@ def _tidy_text(text: str) -> str:
 
 
 def envelope_address(email: str) -> str:
-    """The ASCII form of an address for SMTP (IDN domains in punycode)."""
+    """The ASCII form of an address for SMTP (IDN domains in punycode).
+
+    Addresses are validated and normalised when they are recorded, so an ASCII
+    one is already in its SMTP form; only an internationalised domain needs
+    the (slow) validator again.
+    """
+    if email.isascii():
+        return email
     try:
         ascii_form = validate_email(email, check_deliverability=False).ascii_email
     except EmailNotValidError:

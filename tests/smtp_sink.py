@@ -1,7 +1,9 @@
 """A real SMTP server on loopback (aiosmtpd) that records what it accepts.
 
 It can be told to refuse: a permanent 550 for chosen recipients, or a
-temporary 451 (or a dropped connection) for the next N messages.
+temporary 451 (or a dropped connection) for the next N messages.  It
+advertises PIPELINING (RFC 2920) as production servers do, unless told not
+to; aiosmtpd reads pipelined commands one by one either way.
 """
 
 from __future__ import annotations
@@ -48,9 +50,22 @@ class Behaviour:
     drop_connections: int = 0
 
 
+def ehlo_lines(session: Any, hostname: str, responses: list[str], pipelining: bool) -> list[str]:
+    """aiosmtpd's EHLO answer, with PIPELINING advertised when wanted."""
+    session.host_name = hostname  # what aiosmtpd does itself when no hook is set
+    if not pipelining:
+        return responses
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class _Handler:
     def __init__(self, sink: SMTPSink) -> None:
         self.sink = sink
+
+    async def handle_EHLO(  # noqa: N802  (aiosmtpd's hook name)
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        return ehlo_lines(session, hostname, responses, self.sink.pipelining)
 
     async def handle_RCPT(  # noqa: N802  (aiosmtpd's hook name)
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -83,7 +98,8 @@ class _Handler:
 class SMTPSink:
     """Start with ``start()``; read ``received``; ``stop()`` when done."""
 
-    def __init__(self, **controller_options: Any) -> None:
+    def __init__(self, *, pipelining: bool = True, **controller_options: Any) -> None:
+        self.pipelining = pipelining
         self.received: list[Received] = []
         self.behaviour = Behaviour()
         self.lock = threading.Lock()

@@ -142,15 +142,25 @@ def test_what_is_sent_arrives_intact(contract: tuple[Transport, Callable[[], lis
         assert msg.get_body(("html",)).get_content().strip() == f"<p>Html {n}</p>"
 
 
-def test_smtp_reuses_one_connection(tmp_path: Path, smtp: SMTPSink) -> None:
-    """Many emails in one batch go over a single SMTP connection."""
-    transport = open_transport(smtp.url)
+@pytest.fixture(params=["pipelining", "plain"])
+def either_smtp(request: pytest.FixtureRequest) -> Iterator[SMTPSink]:
+    """A real SMTP server that advertises PIPELINING (RFC 2920), and one that does not."""
+    sink = SMTPSink(pipelining=request.param == "pipelining").start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+def test_smtp_reuses_one_connection(either_smtp: SMTPSink) -> None:
+    """Many emails in one batch go over a single SMTP connection, pipelined or not."""
+    transport = open_transport(either_smtp.url)
     assert isinstance(transport, SMTPTransport)
     for n in range(5):
         transport.send(make_email(n))
     transport.close()
     assert transport.connections_opened == 1
-    assert len(smtp.received) == 5
+    assert sorted(either_smtp.ids()) == sorted(make_email(n).message_id for n in range(5))
 
 
 def test_outbox_retry_replaces_its_own_file(tmp_path: Path) -> None:
@@ -196,18 +206,23 @@ def test_smtp_wrong_password_is_temporary(tmp_path: Path) -> None:
     ],
 )
 def test_smtp_recipient_replies_are_classified(
-    smtp: SMTPSink, reply: str, error: type[Exception]
+    either_smtp: SMTPSink, reply: str, error: type[Exception]
 ) -> None:
-    """5xx for a recipient is permanent and names the rejection; 4xx is temporary."""
-    smtp.behaviour.reject["ana@example.com"] = reply
-    transport = open_transport(smtp.url)
+    """5xx for a recipient is permanent and names the rejection; 4xx is temporary.
+
+    The connection stays in step after the refusal: the next email goes out on it.
+    """
+    either_smtp.behaviour.reject["ana@example.com"] = reply
+    transport = open_transport(either_smtp.url)
+    assert isinstance(transport, SMTPTransport)
     with pytest.raises(error) as caught:
         transport.send(make_email(1))
     if isinstance(caught.value, PermanentDeliveryError):
         assert caught.value.recipient_rejected
     transport.send(make_email(2, address="bo@example.com"))
     transport.close()
-    assert [r.rcpt_tos for r in smtp.received] == [["bo@example.com"]]
+    assert [r.rcpt_tos for r in either_smtp.received] == [["bo@example.com"]]
+    assert transport.connections_opened == 1
 
 
 def test_memory_transport_records_and_closes() -> None:

@@ -17,14 +17,16 @@ the client may have the email twice.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import functools
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, Update, func, or_, select, text, update
+from sqlalchemy import CursorResult, Update, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
-from nurture.db.models import Message
+from nurture.db.models import Event, Message
 from nurture.domain import MessageStatus
 
 
@@ -89,31 +91,50 @@ def begin_send(
     due_at: datetime,
     expires_at: datetime,
     invite_revision: int | None,
+    client_id: int,
+    facts_seen: int,
 ) -> Hold:
     """Flag a claimed email as in flight and renew its lease, if it is still ours as read.
 
     "As read" means still pending with the due time, expiry and invite
-    revision the worker rendered from; otherwise (an unsubscribe, a
-    reschedule landed meanwhile) the claim is given back untouched.
+    revision the worker rendered from, and no fact recorded about the client
+    since (``facts_seen``, from ``facts_recorded``): a reschedule, a booking,
+    an unsubscribe that landed meanwhile gives the claim back untouched, and
+    the email is read and rendered again.
     """
-    db_now = database_now(db)
-    stmt = update(Message).where(
-        Message.id == message_id,
-        Message.claim_token == token,
-        Message.status == MessageStatus.PENDING,
-        Message.due_at == due_at,
-        Message.expires_at == expires_at,
-        Message.invite_revision.is_not_distinct_from(invite_revision),
-    )
-    if _rows(db, stmt.values(possible_duplicate=True, lease_until=db_now + lease)) == 1:
+    params = {
+        "m_client": client_id,
+        "m_facts": facts_seen,
+        "m_id": message_id,
+        "m_token": token,
+        "m_due": due_at,
+        "m_expires": expires_at,
+        "m_revision": invite_revision,
+        "v_lease_until": database_now(db) + lease,
+    }
+    if _rows(db, _BEGIN_SEND, params) == 1:
         return Hold.KEPT
     return Hold.CHANGED if release(db, [message_id], token) else Hold.LOST
 
 
+def facts_recorded(db: Session, client_ids: Collection[int]) -> dict[int, int]:
+    """How many facts (history events) each client has: what ``begin_send`` compares."""
+    if not client_ids:
+        return {}
+    counts = db.execute(
+        select(Event.client_id, func.count())
+        .where(Event.client_id.in_(list(client_ids)))
+        .group_by(Event.client_id)
+    )
+    found = {client_id: int(count) for client_id, count in counts}
+    return {client_id: found.get(client_id, 0) for client_id in client_ids}
+
+
 def finish(db: Session, message_id: int, token: str, **values: Any) -> bool:
     """Write an outcome if the claim is still ours; release the claim. True on success."""
-    stmt = update(Message).where(Message.id == message_id, Message.claim_token == token)
-    return _rows(db, stmt.values(claim_token=None, lease_until=None, **values)) == 1
+    params = {f"v_{name}": value for name, value in values.items()}
+    params.update(m_id=message_id, m_token=token)
+    return _rows(db, _finish_statement(tuple(sorted(values))), params) == 1
 
 
 def release(db: Session, ids: Sequence[int], token: str) -> int:
@@ -144,9 +165,40 @@ def dangling_claims(db: Session) -> int:
     return int(count or 0)
 
 
-def _rows(db: Session, stmt: Update) -> int:
+def _rows(db: Session, stmt: Update, params: dict[str, Any] | None = None) -> int:
     # Run on the session's connection as plain Core: these are single-row
     # compare-and-sets that need no ORM bookkeeping (a third of their cost).
-    result = db.connection().execute(stmt)
+    result = db.connection().execute(stmt, params)
     assert isinstance(result, CursorResult)
     return result.rowcount
+
+
+def _value(name: str) -> BindParameter[Any]:
+    return bindparam(f"v_{name}", type_=Message.__table__.c[name].type)
+
+
+_OURS = (Message.id == bindparam("m_id"), Message.claim_token == bindparam("m_token"))
+
+# The per-email statements are built once, with bound parameters: building an
+# UPDATE costs more than running it on SQLite.
+_BEGIN_SEND = (
+    update(Message)
+    .where(
+        *_OURS,
+        Message.status == MessageStatus.PENDING,
+        Message.due_at == bindparam("m_due"),
+        Message.expires_at == bindparam("m_expires"),
+        Message.invite_revision.is_not_distinct_from(bindparam("m_revision")),
+        select(func.count()).where(Event.client_id == bindparam("m_client")).scalar_subquery()
+        == bindparam("m_facts"),
+    )
+    .values(possible_duplicate=True, lease_until=_value("lease_until"))
+)
+
+
+@functools.lru_cache(maxsize=32)
+def _finish_statement(names: tuple[str, ...]) -> Update:
+    """The outcome write for one set of column names (a handful exist)."""
+    values: dict[str, Any] = {"claim_token": None, "lease_until": None}
+    values.update({name: _value(name) for name in names})
+    return update(Message).where(*_OURS).values(values)

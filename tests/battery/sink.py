@@ -24,7 +24,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from tests.smtp_sink import free_port
+from tests.smtp_sink import ehlo_lines, free_port
 
 #: Faults a DATA command can meet:
 #: "451"  temporary refusal, nothing stored
@@ -78,6 +78,11 @@ class Plan:
 class _Handler:
     def __init__(self, sink: FaultSink) -> None:
         self.sink = sink
+
+    async def handle_EHLO(  # noqa: N802  (aiosmtpd's hook name)
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        return ehlo_lines(session, hostname, responses, pipelining=True)
 
     async def handle_MAIL(  # noqa: N802  (aiosmtpd's hook name)
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: Any

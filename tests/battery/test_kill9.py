@@ -2,9 +2,10 @@
 
 Two `nurture run` workers work through a few hundred emails while the test
 SIGKILLs one of them at a random moment (after a random number of further
-arrivals, plus up to 30 ms) and starts a replacement, round after round.
-The SMTP server answers each message after a few milliseconds, so kills
-land while a batch is being worked through (each victim's own log tells).
+arrivals, plus up to 30 ms, choosing among the workers that are mid-tick)
+and starts a replacement, round after round.  The SMTP server answers each
+message after a few milliseconds, so kills land while a batch is being
+worked through (each victim's own log tells).
 Some clients were unsubscribed or erased before the workers started: they
 get nothing.  The default run does 4 rounds on SQLite, CI 25 on each
 backend (NURTURE_KILL_ROUNDS to choose); NURTURE_BATTERY_SEED replays a run
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 
 from tests.battery.invariants import check
 from tests.battery.sink import FaultSink
-from tests.battery.workers import Db, Fleet, enrol_many, erase, wait_for, worker_env
+from tests.battery.workers import Db, Fleet, Worker, enrol_many, erase, wait_for, worker_env
 from tests.conftest import RUN_SLOW, Cli
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -41,6 +42,11 @@ def _mid_tick(log: str) -> bool:
     lines = log.splitlines()
     marks = [i for i, line in enumerate(lines) if "tick_done" in line or "worker_started" in line]
     return any("email_sent" in line for line in lines[(marks[-1] if marks else 0) :])
+
+
+def _busy(workers: list[Worker]) -> list[Worker]:
+    """The workers that have sent an email in the tick they are in."""
+    return [w for w in workers if _mid_tick(w.output())]
 
 
 def _rounds() -> int:
@@ -68,7 +74,12 @@ def test_random_kills_lose_nothing_and_duplicate_only_flagged(
         target = sink.count() + rng.randint(1, 25)
         wait_for("the workers to make progress", lambda n=target: sink.count() >= n, timeout=60)
         time.sleep(rng.uniform(0, 0.03))
-        victim = live.pop(rng.randrange(len(live)))
+        # Only a worker in the middle of a tick is worth killing: a replacement
+        # still starting up, or one between ticks, has nothing in flight.
+        wait_for("a worker to be mid-tick", lambda: bool(_busy(live)), timeout=60, poll=0.005)
+        busy = _busy(live)
+        victim = busy[rng.randrange(len(busy))]
+        live.remove(victim)
         before = sink.count()
         victim.kill()
         kills.append(Kill(before, _mid_tick(victim.output())))
