@@ -116,8 +116,8 @@ def instrument(runtime: Runtime, dispatcher: Dispatcher) -> Stopwatches:
     watches.wrap(dispatcher, "_flush", "db: outcomes left at a batch's end (COMMIT)")
     watches.wrap(runtime.renderer, "_run", "render: Jinja (subject, text, HTML)")
     runtime.renderer._inliner = TimedInliner(runtime.renderer._inliner, watches)
-    watches.wrap(nurture.rendering, "invite_attachments", "invite: iCalendar (icalendar)")
-    watches.wrap(nurture.rendering, "build_message", "MIME: build and serialise (email pkg)")
+    watches.wrap(nurture.rendering, "invite_attachments", "invite: iCalendar (nurture.invites)")
+    watches.wrap(nurture.rendering, "build_message", "MIME: build and serialise (nurture.mime)")
     watches.wrap(Unsubscribe, "url", "unsubscribe link (itsdangerous HMAC)")
     watches.wrap(dispatcher.transport, "send", "SMTP: send (pipelined envelope: 2 round trips)")
     return watches

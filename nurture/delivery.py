@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, joinedload, sessionmaker
+from sqlalchemy.orm import Session, joinedload
 
 from nurture.db import queue
 from nurture.db.models import Client, Course, Message, Suppression
@@ -182,9 +182,13 @@ class Dispatcher:
     so a sent email costs one short transaction, not two.  The order that
     matters is kept: an email's outcome is recorded before the next one is
     handed over, and every email is flagged before its own hand-over.
+
+    A tick holds one database connection throughout (checking one out of the
+    pool per email cost more than the writes); when the database drops it,
+    the next transaction reconnects.
     """
 
-    sessions: sessionmaker[Session]
+    engine: Engine
     transport: Transport
     composer: Composer
     planner: Planner
@@ -197,37 +201,46 @@ class Dispatcher:
     max_consecutive_failures: int = 3
     _next_sweep: float = field(default=0.0, init=False, repr=False)
     _outcomes: list[_Outcome] = field(default_factory=list, init=False, repr=False)
+    _held: Connection | None = field(default=None, init=False, repr=False)
 
     def tick(self, stop: threading.Event | None = None) -> TickReport:
         """Deliver everything due now, batch by batch, then return."""
         report = TickReport()
         try:
-            self._sweep()
-            while not (stop is not None and stop.is_set()):
-                token = secrets.token_hex(16)
-                started = time.monotonic()
-                with self.sessions.begin() as db:
-                    ids = queue.claim(
-                        db,
-                        due_by=self.clock(),
-                        token=token,
-                        lease=self.lease,
-                        limit=self.batch_size,
-                    )
-                if not ids:
-                    break
-                if not self._work(ids, token, started, report, stop):
-                    break
+            with self.engine.connect() as conn:
+                self._held = conn
+                self._sweep(conn)
+                while not (stop is not None and stop.is_set()):
+                    token = secrets.token_hex(16)
+                    started = time.monotonic()
+                    with conn.begin():
+                        ids = queue.claim(
+                            conn,
+                            due_by=self.clock(),
+                            token=token,
+                            lease=self.lease,
+                            limit=self.batch_size,
+                        )
+                    if not ids:
+                        break
+                    if not self._work(ids, token, started, report, stop):
+                        break
         finally:
+            self._held = None
             self.transport.close()
         return report
 
-    def _sweep(self) -> None:
+    @property
+    def _conn(self) -> Connection:
+        assert self._held is not None, "only inside a tick"
+        return self._held
+
+    def _sweep(self, conn: Connection) -> None:
         """Clear dead workers' claims on emails that left pending (once per lease at most)."""
         if time.monotonic() < self._next_sweep:
             return
-        with self.sessions.begin() as db:
-            queue.clear_stale_claims(db)
+        with conn.begin():
+            queue.clear_stale_claims(conn)
         self._next_sweep = time.monotonic() + self.lease.total_seconds()
 
     def _work(
@@ -286,7 +299,7 @@ class Dispatcher:
         (``queue.begin_send``), so what goes out is what the facts say then.
         """
         now = self.clock()
-        with self.sessions.begin() as db:
+        with self._conn.begin(), Session(bind=self._conn) as db:
             rows = {
                 m.id: m
                 for m in db.scalars(
@@ -303,7 +316,7 @@ class Dispatcher:
                 for m in rows.values()
                 if m.course.client.email is not None
             }
-            facts = queue.facts_recorded(db, {m.course.client_id for m in rows.values()})
+            facts = queue.facts_recorded(self._conn, {m.course.client_id for m in rows.values()})
             suppressed = set(
                 db.scalars(
                     select(Suppression.email_hash).where(
@@ -320,7 +333,7 @@ class Dispatcher:
                     moved.append(m)  # cancelled or moved since it was claimed
                 else:
                     jobs.append(_job(m, hashes.get(m.id) in suppressed, facts[m.course.client_id]))
-            queue.release(db, [m.id for m in moved], token)
+            queue.release(self._conn, [m.id for m in moved], token)
         for label in lost:
             self._count(report, "lost", label)
         for m in moved:
@@ -445,9 +458,9 @@ class Dispatcher:
         attempts: int,
         now: datetime,
     ) -> None:
-        def write(db: Session) -> bool:
+        def write(conn: Connection) -> bool:
             done = queue.finish(
-                db,
+                conn,
                 job.id,
                 token,
                 status=MessageStatus.FAILED,
@@ -458,7 +471,9 @@ class Dispatcher:
                 possible_duplicate=job.possible_duplicate,
             )
             if done and exc.recipient_rejected and job.recipient is not None:
-                self._suppress(db, job, now)
+                with Session(bind=conn) as db:  # joins this transaction
+                    self._suppress(db, job, now)
+                    db.flush()
             return done
 
         done = self._commit(report, write, job.message_id)
@@ -484,7 +499,7 @@ class Dispatcher:
         if self._outcomes:
             self._commit(report, lambda db: None)
 
-    def _commit(self, report: TickReport, then: Callable[[Session], T], label: str = "") -> T:
+    def _commit(self, report: TickReport, then: Callable[[Connection], T], label: str = "") -> T:
         """One transaction: the waiting outcomes, then ``then``; its result.
 
         While the database is unreachable it keeps trying for a while: only
@@ -499,9 +514,9 @@ class Dispatcher:
         delay = 0.5
         while True:
             try:
-                with self.sessions.begin() as db:
-                    done = [queue.finish(db, o.id, o.token, **o.values) for o in outcomes]
-                    result = then(db)
+                with self._conn.begin():
+                    done = [queue.finish(self._conn, o.id, o.token, **o.values) for o in outcomes]
+                    result = then(self._conn)
                 break
             except DATABASE_UNREACHABLE as exc:
                 if time.monotonic() + delay > deadline:

@@ -13,6 +13,8 @@ stands when the email is composed.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.headerregistry import Address
@@ -195,12 +197,49 @@ def build_context(
     }
 
 
+#: How long a template is trusted before its file is looked at again: edits
+#: show within this, without a stat of every template file for every email.
+RECHECK_SECONDS = 1.0
+
+
+class _TemplateFolder(jinja2.FileSystemLoader):
+    """A file loader whose up-to-date checks look at the disk at most once a second.
+
+    Jinja asks whether a cached template is still current each time it is
+    used (the email's templates, their layout, their partials): a ``stat``
+    per file per email.  Editing a template still takes effect in a running
+    worker, within ``RECHECK_SECONDS``.
+    """
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        return source, filename, _throttled(uptodate)
+
+
+def _throttled(uptodate: Callable[[], bool]) -> Callable[[], bool]:
+    trusted_until = time.monotonic() + RECHECK_SECONDS
+
+    def check() -> bool:
+        nonlocal trusted_until
+        now = time.monotonic()
+        if now < trusted_until:
+            return True
+        if not uptodate():
+            return False
+        trusted_until = now + RECHECK_SECONDS
+        return True
+
+    return check
+
+
 class Renderer:
     """Renders steps from one template folder."""
 
     def __init__(self, templates_dir: Path) -> None:
         self.templates_dir = templates_dir
-        loader = jinja2.FileSystemLoader(str(templates_dir))
+        loader = _TemplateFolder(str(templates_dir))
         self._html = jinja2.Environment(
             loader=loader,
             undefined=jinja2.StrictUndefined,

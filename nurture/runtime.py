@@ -107,7 +107,7 @@ class Runtime:
         """A delivery worker on the configured transport (or the one given)."""
         s = self.settings
         return Dispatcher(
-            sessions=self.ready().sessions,
+            engine=self.ready().engine,
             transport=transport or open_transport(s.transport, s.smtp_timeout),
             composer=self.composer,
             planner=self.planner,

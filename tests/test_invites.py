@@ -1,4 +1,4 @@
-"""Calendar invites: built with icalendar, attached by the Composer, parsed back here."""
+"""Calendar invites: written by nurture, checked against icalendar, parsed back with it."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import email
 import email.policy
 import json
 from datetime import UTC, datetime, timedelta
+from email.headerregistry import Address
 from email.message import EmailMessage
 
 import pytest
-from icalendar import Calendar, Event
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from icalendar import Calendar, Event, vCalAddress, vText
 
 from nurture import invites
 from nurture.domain import CourseFacts, ScarType, SessionStatus
@@ -195,6 +198,140 @@ def test_invite_is_stamped_with_the_sending_time(composer: Composer) -> None:
     assert isinstance(message, EmailMessage)
     _, event = invite_of(message)
     assert event.decoded("DTSTAMP") == when
+
+
+# --- the writer against icalendar -----------------------------------------------------------
+
+
+def icalendar_reference(invite: invites.SessionInvite, stamp: datetime) -> bytes:
+    """The same invite built with icalendar's component model: the oracle for ``to_ics``."""
+    cal = Calendar()
+    cal.add("prodid", invites.PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", invite.method.value)
+    event = Event()
+    event.add("uid", invite.uid)
+    event.add("sequence", invite.sequence)
+    event.add("dtstamp", stamp.astimezone(UTC))
+    event.add("dtstart", invite.start.astimezone(UTC))
+    event.add("dtend", invite.end.astimezone(UTC))
+    event.add("summary", f"Appointment at {invite.clinic_name}")
+    event.add("location", invite.clinic_address)
+    event.add(
+        "description",
+        f"{invite.label} at {invite.clinic_name}, {invite.clinic_address}. "
+        f"To change it, call {invite.clinic_phone} or reply to our email.",
+    )
+    cancelled = invite.method is invites.Method.CANCEL
+    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
+    event.add("transp", "TRANSPARENT" if cancelled else "OPAQUE")
+    organizer = vCalAddress(f"mailto:{invite.organizer.addr_spec}")
+    organizer.params["cn"] = vText(invite.organizer.display_name or invite.clinic_name)
+    event.add("organizer", organizer)
+    attendee = vCalAddress(f"mailto:{invite.attendee_email}")
+    attendee.params["cn"] = vText(invite.attendee_name)
+    attendee.params["role"] = vText("REQ-PARTICIPANT")
+    attendee.params["partstat"] = vText("ACCEPTED")
+    attendee.params["rsvp"] = vText("FALSE")
+    event.add("attendee", attendee)
+    cal.add_component(event)
+    data: bytes = cal.to_ical()
+    return data
+
+
+one_line = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=90
+).filter(lambda s: s.strip() == s)
+# icalendar reads a backslash in a parameter value as an escape (RFC 5545 has none there)
+# and writes one unquoted, so names with one are checked on their own below.
+param_text = one_line.filter(lambda s: "\\" not in s)
+moments = st.datetimes(  # hypothesis takes naive bounds and adds the zone itself
+    min_value=datetime(2026, 1, 1),  # noqa: DTZ001
+    max_value=datetime(2030, 12, 31),  # noqa: DTZ001
+    timezones=st.just(UTC),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    clinic=one_line,
+    place=one_line,
+    phone=one_line,
+    sender_name=st.one_of(st.just(""), param_text),
+    client=param_text,
+    label=one_line,
+    start=moments,
+    stamp=moments,
+    sequence=st.integers(0, 50),
+    cancel=st.booleans(),
+)
+def test_invite_reads_back_as_icalendar_writes_it(
+    clinic: str,
+    place: str,
+    phone: str,
+    sender_name: str,
+    client: str,
+    label: str,
+    start: datetime,
+    stamp: datetime,
+    sequence: int,
+    cancel: bool,
+) -> None:
+    """For any names, places and times, the invite reads back as icalendar's own does."""
+    invite = invites.SessionInvite(
+        uid=invites.session_uid("pid", 1, 2, "clinic.example.com"),
+        sequence=sequence,
+        method=invites.Method.CANCEL if cancel else invites.Method.REQUEST,
+        start=start,
+        clinic_name=clinic,
+        clinic_address=place,
+        clinic_phone=phone,
+        organizer=Address(sender_name, "hello", "clinic.example.com"),
+        attendee_name=client,
+        attendee_email="zoe@example.com",
+        label=label,
+    )
+    written = invites.to_ics(invite, stamp)
+    assert written.endswith(b"END:VCALENDAR\r\n")
+    assert b"\n" not in written.replace(b"\r\n", b"")
+    assert all(len(line) <= 75 for line in written.split(b"\r\n"))
+    assert content(written) == content(icalendar_reference(invite, stamp))
+    event = next(c for c in Calendar.from_ical(written).walk() if isinstance(c, Event))
+    assert event["ATTENDEE"].params["CN"] == client
+    assert str(event["LOCATION"]) == place
+
+
+def test_a_backslash_in_a_name_is_written_literally() -> None:
+    """Parameter values have no escapes in RFC 5545: a backslash stays one, quoted."""
+    invite = invites.SessionInvite(
+        uid="u@clinic.example.com",
+        sequence=0,
+        method=invites.Method.REQUEST,
+        start=datetime(2026, 12, 3, 10, tzinfo=UTC),
+        clinic_name="Glow",
+        clinic_address="1 High St",
+        clinic_phone="0100",
+        organizer=Address("Glow", "hello", "clinic.example.com"),
+        attendee_name="Ana \\ Silva; B",
+        attendee_email="ana@example.com",
+        label="Session 1 of 5",
+    )
+    unfolded = invites.to_ics(invite, invite.start).replace(b"\r\n ", b"")
+    assert b'ATTENDEE;CN="Ana \\ Silva; B";PARTSTAT=' in unfolded
+
+
+def content(data: bytes) -> list[tuple[str, str, list[tuple[str, str]], bytes]]:
+    """Every property of every component, parsed: (component, name, params, value)."""
+    found = []
+    for component in Calendar.from_ical(data).walk():
+        for name, value in component.property_items(recursive=False):
+            if name in ("BEGIN", "END"):
+                continue
+            params = sorted((k, str(v)) for k, v in getattr(value, "params", {}).items())
+            raw = value.to_ical() if hasattr(value, "to_ical") else str(value).encode()
+            found.append((component.name, name, params, raw))
+    return sorted(found)
 
 
 # --- the client's calendar through a real course ------------------------------------------

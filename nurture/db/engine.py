@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -47,7 +48,13 @@ def _sqlite_pragmas(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Straight to the driver: this runs for every transaction, and going
+        # through Connection.exec_driver_sql costs more than the BEGIN itself.
+        # Errors are wrapped as SQLAlchemy would (callers retry on OperationalError).
+        try:
+            conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

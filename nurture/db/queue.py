@@ -22,7 +22,7 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, Update, bindparam, func, or_, select, text, update
+from sqlalchemy import Connection, CursorResult, Update, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
@@ -41,16 +41,18 @@ class Hold(enum.Enum):
     LOST = "lost"
 
 
-def database_now(db: Session) -> datetime:
+def database_now(db: Connection) -> datetime:
     """The database's clock (PostgreSQL), or this machine's (SQLite is local)."""
-    if db.get_bind().dialect.name == "postgresql":
+    if db.dialect.name == "postgresql":
         value = db.scalar(text("SELECT clock_timestamp()"))
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
     return datetime.now(UTC)
 
 
-def claim(db: Session, *, due_by: datetime, token: str, lease: timedelta, limit: int) -> list[int]:
+def claim(
+    db: Connection, *, due_by: datetime, token: str, lease: timedelta, limit: int
+) -> list[int]:
     """Claim up to ``limit`` pending emails due by ``due_by``; return their ids, oldest first.
 
     Rows locked by another claimer are skipped (PostgreSQL ``SKIP LOCKED``;
@@ -70,7 +72,7 @@ def claim(db: Session, *, due_by: datetime, token: str, lease: timedelta, limit:
         .order_by(Message.due_at, Message.id)
         .limit(limit)
     )
-    if db.get_bind().dialect.name == "postgresql":
+    if db.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     stmt = (
         update(Message)
@@ -83,7 +85,7 @@ def claim(db: Session, *, due_by: datetime, token: str, lease: timedelta, limit:
 
 
 def begin_send(
-    db: Session,
+    db: Connection,
     message_id: int,
     token: str,
     lease: timedelta,
@@ -117,7 +119,7 @@ def begin_send(
     return Hold.CHANGED if release(db, [message_id], token) else Hold.LOST
 
 
-def facts_recorded(db: Session, client_ids: Collection[int]) -> dict[int, int]:
+def facts_recorded(db: Connection, client_ids: Collection[int]) -> dict[int, int]:
     """How many facts (history events) each client has: what ``begin_send`` compares."""
     if not client_ids:
         return {}
@@ -130,14 +132,14 @@ def facts_recorded(db: Session, client_ids: Collection[int]) -> dict[int, int]:
     return {client_id: found.get(client_id, 0) for client_id in client_ids}
 
 
-def finish(db: Session, message_id: int, token: str, **values: Any) -> bool:
+def finish(db: Connection, message_id: int, token: str, **values: Any) -> bool:
     """Write an outcome if the claim is still ours; release the claim. True on success."""
     params = {f"v_{name}": value for name, value in values.items()}
     params.update(m_id=message_id, m_token=token)
     return _rows(db, _finish_statement(tuple(sorted(values))), params) == 1
 
 
-def release(db: Session, ids: Sequence[int], token: str) -> int:
+def release(db: Connection, ids: Sequence[int], token: str) -> int:
     """Give back claims that were not worked on (a clean shutdown, a changed email)."""
     if not ids:
         return 0
@@ -145,7 +147,7 @@ def release(db: Session, ids: Sequence[int], token: str) -> int:
     return _rows(db, stmt.values(claim_token=None, lease_until=None))
 
 
-def clear_stale_claims(db: Session) -> int:
+def clear_stale_claims(db: Connection) -> int:
     """Drop expired claims on emails that left ``pending`` meanwhile (their worker died).
 
     Re-planning may cancel or skip an email while a worker holds it; if that
@@ -159,16 +161,16 @@ def clear_stale_claims(db: Session) -> int:
     return _rows(db, stmt.values(claim_token=None, lease_until=None))
 
 
-def dangling_claims(db: Session) -> int:
+def dangling_claims(db: Session | Connection) -> int:
     """How many rows still carry a claim (zero once every worker has stopped cleanly)."""
     count = db.scalar(select(func.count()).where(Message.claim_token.is_not(None)))
     return int(count or 0)
 
 
-def _rows(db: Session, stmt: Update, params: dict[str, Any] | None = None) -> int:
-    # Run on the session's connection as plain Core: these are single-row
+def _rows(db: Connection, stmt: Update, params: dict[str, Any] | None = None) -> int:
+    # Plain Core on the worker's connection: these are single-row
     # compare-and-sets that need no ORM bookkeeping (a third of their cost).
-    result = db.connection().execute(stmt, params)
+    result = db.execute(stmt, params)
     assert isinstance(result, CursorResult)
     return result.rowcount
 

@@ -169,9 +169,7 @@ def _pipelined_envelope(
     refuse for want of a recipient; the refusal that matters is reported.
     """
     commands = (
-        f"MAIL FROM:{smtplib.quoteaddr(email.envelope_from)}\r\n"
-        f"RCPT TO:{smtplib.quoteaddr(email.recipient)}\r\n"
-        "DATA\r\n"
+        f"MAIL FROM:{_path(email.envelope_from)}\r\nRCPT TO:{_path(email.recipient)}\r\nDATA\r\n"
     )
     conn.send(commands)
     mail, rcpt, data = conn.getreply(), conn.getreply(), conn.getreply()
@@ -179,6 +177,21 @@ def _pipelined_envelope(
         conn.send(".\r\n")
         conn.getreply()
     return mail, rcpt, data
+
+
+def _path(address: str) -> str:
+    """An address as an SMTP path, ``<local@domain>``.
+
+    Addresses are validated when recorded, so a plain one is wrapped as it
+    is; anything unusual (spaces, angle brackets, control characters) goes
+    through smtplib's parser, which is slow but careful.
+    """
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
+
+
+_PLAIN_ADDRESS = re.compile(r"[!#-;=?-~]+")  # printable ASCII but space, '"', '<' and '>'
 
 
 def _dot_stuffed(data: bytes) -> bytes:
