@@ -119,7 +119,10 @@ def instrument(runtime: Runtime, dispatcher: Dispatcher) -> Stopwatches:
     watches.wrap(nurture.rendering, "invite_attachments", "invite: iCalendar (nurture.invites)")
     watches.wrap(nurture.rendering, "build_message", "MIME: build and serialise (nurture.mime)")
     watches.wrap(Unsubscribe, "url", "unsubscribe link (itsdangerous HMAC)")
-    watches.wrap(dispatcher.transport, "send", "SMTP: send (pipelined envelope: 2 round trips)")
+    stages = dispatcher._stages
+    watches.wrap(stages, "announce", "SMTP: envelope out (MAIL, RCPT, DATA in one write)")
+    watches.wrap(stages, "hand_over", "SMTP: envelope replies, message out")
+    watches.wrap(stages, "settle", "SMTP: the server's answer (waits not overlapped)")
     return watches
 
 

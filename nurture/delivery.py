@@ -27,14 +27,14 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from nurture.db import queue
-from nurture.db.models import Client, Course, Message, Suppression
+from nurture.db.models import Client, Course, Message, Suppression, TreatmentSession
 from nurture.domain import CourseFacts, MessageStatus
 from nurture.errors import (
     AmbiguousDeliveryError,
@@ -43,11 +43,11 @@ from nurture.errors import (
     TemplateError,
     TemporaryDeliveryError,
 )
-from nurture.reconcile import Planner, course_facts
+from nurture.reconcile import ClientRecord, CourseRecord, Planner, SessionRecord, facts_of
 from nurture.rendering import Composer, OutgoingEmail, Recipient
 from nurture.timing import SendWindow
 from nurture.tracking import email_hash
-from nurture.transports.base import Transport
+from nurture.transports.base import StagedTransport, Transport, staged
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,17 @@ class TickReport:
 
 
 @dataclass(frozen=True)
+class _InFlight:
+    """An email handed over whose answer has not been read yet."""
+
+    job: Job
+    token: str
+    email: OutgoingEmail
+    attempts: int
+    at: datetime
+
+
+@dataclass(frozen=True)
 class _Outcome:
     """An outcome waiting to be written with the worker's next transaction."""
 
@@ -186,6 +197,11 @@ class Dispatcher:
     A tick holds one database connection throughout (checking one out of the
     pool per email cost more than the writes); when the database drops it,
     the next transaction reconnects.
+
+    Waiting on the mail server is overlapped with the worker's own work,
+    never with the order above: the next email is rendered while the
+    server answers for the last one, and an email's envelope travels while
+    it is being flagged (the message itself follows the flag).
     """
 
     engine: Engine
@@ -202,6 +218,12 @@ class Dispatcher:
     _next_sweep: float = field(default=0.0, init=False, repr=False)
     _outcomes: list[_Outcome] = field(default_factory=list, init=False, repr=False)
     _held: Connection | None = field(default=None, init=False, repr=False)
+    _stages: StagedTransport = field(init=False, repr=False)
+    _in_flight: _InFlight | None = field(default=None, init=False, repr=False)
+    _failures: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._stages = staged(self.transport)
 
     def tick(self, stop: threading.Event | None = None) -> TickReport:
         """Deliver everything due now, batch by batch, then return."""
@@ -227,7 +249,7 @@ class Dispatcher:
                         break
         finally:
             self._held = None
-            self.transport.close()
+            self._stages.close()
         return report
 
     @property
@@ -253,30 +275,44 @@ class Dispatcher:
     ) -> bool:
         """Handle one claimed batch; False when the tick should end early."""
         deadline = started + self.lease.total_seconds() - self.send_timeout - 1
-        failures = 0
+        self._failures = 0
         try:
             for start in range(0, len(ids), READ_CHUNK):
                 jobs = self._load(ids[start : start + READ_CHUNK], token, report)
                 later = ids[start + READ_CHUNK :]
                 for index, job in enumerate(jobs):
                     if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+                        self._settle(report)
                         self._release([j.id for j in jobs[index:]] + later, token, report)
                         return False
-                    temporary = self._handle(job, token, report)
-                    failures = failures + 1 if temporary else 0
-                    if failures >= self.max_consecutive_failures:
-                        log.warning("transport_unavailable transport=%s", self.transport.name)
-                        self._release([j.id for j in jobs[index + 1 :]] + later, token, report)
+                    handled = self._handle(job, token, report)
+                    if self._giving_up():
+                        self._settle(report)
+                        rest = jobs[index + 1 :] if handled else jobs[index:]
+                        self._release([j.id for j in rest] + later, token, report)
                         return False
-            return True
+            self._settle(report)
+            return not self._giving_up()
         finally:
+            self._settle(report)
             self._flush(report)
+
+    def _giving_up(self) -> bool:
+        """True, and said in the log, once the transport failed too often in a row."""
+        if self._failures < self.max_consecutive_failures:
+            return False
+        log.warning("transport_unavailable transport=%s", self.transport.name)
+        return True
 
     def _release(self, ids: list[int], token: str, report: TickReport) -> None:
         report.released += self._commit(report, lambda db: queue.release(db, ids, token))
 
     def _handle(self, job: Job, token: str, report: TickReport) -> bool:
-        """Decide, send and record one email; True when it failed temporarily."""
+        """Decide, send and record one email; False when it was left untouched.
+
+        That happens when the answer to the email before shows the server
+        failing for the last time allowed in a row: this one is not tried.
+        """
         now = self.clock()
         decision = decide(
             now=now,
@@ -289,7 +325,7 @@ class Dispatcher:
             return self._send(job, token, report, now)
         outcome, values = _settle(decision, job)
         self._finish(job, token, outcome, updated_at=now, **values)
-        return False
+        return True
 
     def _load(self, ids: list[int], token: str, report: TickReport) -> list[Job]:
         """The claimed emails as they are now, those still ours and still due, in order.
@@ -299,31 +335,19 @@ class Dispatcher:
         (``queue.begin_send``), so what goes out is what the facts say then.
         """
         now = self.clock()
-        with self._conn.begin(), Session(bind=self._conn) as db:
-            rows = {
-                m.id: m
-                for m in db.scalars(
-                    select(Message)
-                    .where(Message.id.in_(ids))
-                    .options(
-                        joinedload(Message.course).joinedload(Course.client),
-                        joinedload(Message.course).selectinload(Course.sessions),
-                    )
-                )
-            }
-            hashes = {
-                m.id: email_hash(m.course.client.email)
-                for m in rows.values()
-                if m.course.client.email is not None
-            }
-            facts = queue.facts_recorded(self._conn, {m.course.client_id for m in rows.values()})
-            suppressed = set(
-                db.scalars(
-                    select(Suppression.email_hash).where(
-                        Suppression.email_hash.in_(set(hashes.values()))
-                    )
-                )
-            )
+        conn = self._conn
+        with conn.begin():
+            rows = {m.id: m for m in conn.execute(_CLAIMED, {"ids": ids})}
+            course_ids = list({m.course_id for m in rows.values()})
+            courses = {c.id: c for c in conn.execute(_COURSES, {"ids": course_ids})}
+            client_ids = list({c.client_id for c in courses.values()})
+            clients = {c.id: c for c in conn.execute(_CLIENTS, {"ids": client_ids})}
+            sessions: dict[int, list[SessionRecord]] = {course_id: [] for course_id in courses}
+            for s in conn.execute(_SESSIONS, {"ids": course_ids}):
+                sessions[s.course_id].append(s)
+            hashes = {c.id: email_hash(c.email) for c in clients.values() if c.email is not None}
+            suppressed = set(conn.scalars(_SUPPRESSED, {"hashes": list(set(hashes.values()))}))
+            facts = queue.facts_recorded(conn, client_ids)
             jobs, lost, moved = [], [], []
             for message_id in ids:
                 m = rows.get(message_id)
@@ -332,8 +356,13 @@ class Dispatcher:
                 elif m.status is not MessageStatus.PENDING or m.due_at > now:
                     moved.append(m)  # cancelled or moved since it was claimed
                 else:
-                    jobs.append(_job(m, hashes.get(m.id) in suppressed, facts[m.course.client_id]))
-            queue.release(self._conn, [m.id for m in moved], token)
+                    course = courses[m.course_id]
+                    client = clients[course.client_id]
+                    blocked = hashes.get(client.id) in suppressed
+                    jobs.append(
+                        _job(m, course, client, sessions[course.id], blocked, facts[client.id])
+                    )
+            queue.release(conn, [m.id for m in moved], token)
         for label in lost:
             self._count(report, "lost", label)
         for m in moved:
@@ -341,6 +370,7 @@ class Dispatcher:
         return jobs
 
     def _send(self, job: Job, token: str, report: TickReport, now: datetime) -> bool:
+        """Render, flag and hand over one email; its answer is read before the next hand-over."""
         attempts = job.attempts + 1
         try:
             email = self._render(job, now)
@@ -355,35 +385,64 @@ class Dispatcher:
                 attempts=attempts,
                 updated_at=now,
             )
-            return False
-        if not self._begin_send(job, token, report):
-            return False
-        try:
-            self.transport.send(email)
-        except TemporaryDeliveryError as exc:
-            self._retry_later(job, token, exc, attempts, now)
             return True
-        except PermanentDeliveryError as exc:
-            log.warning(
-                "send_failed message_id=%s transport=%s", job.message_id, self.transport.name
-            )
-            self._fail_permanently(job, token, report, exc, attempts, now)
+        self._settle(report)  # the last email's answer, recorded with this one's flag
+        if self._failures >= self.max_consecutive_failures:
             return False
+        self._stages.announce(email)
+        if not self._begin_send(job, token, report):
+            self._stages.withdraw()
+            return True
+        try:
+            self._stages.hand_over(email)
+        except (TemporaryDeliveryError, PermanentDeliveryError) as exc:
+            self._failed(_InFlight(job, token, email, attempts, now), exc, report)
+            return True
+        self._in_flight = _InFlight(job, token, email, attempts, now)
+        return True
+
+    def _settle(self, report: TickReport) -> None:
+        """Read the server's answer to the email in flight, if any, and record it."""
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return
+        try:
+            self._stages.settle()
+        except (TemporaryDeliveryError, PermanentDeliveryError) as exc:
+            self._failed(flight, exc, report)
+            return
+        self._failures = 0
+        job = flight.job
         self._finish(
             job,
-            token,
+            flight.token,
             "sent",
             status=MessageStatus.SENT,
-            sent_at=now,
-            sent_body=zlib.compress(email.data, 1),  # what staff see as the client saw it
-            attempts=attempts,
+            sent_at=flight.at,
+            sent_body=zlib.compress(flight.email.data, 1),  # what staff see as the client saw it
+            attempts=flight.attempts,
             reason=None,
             last_error=None,
-            updated_at=now,
+            updated_at=flight.at,
             possible_duplicate=job.possible_duplicate,
         )
         log.info("email_sent message_id=%s transport=%s", job.message_id, self.transport.name)
-        return False
+
+    def _failed(
+        self,
+        flight: _InFlight,
+        exc: TemporaryDeliveryError | PermanentDeliveryError,
+        report: TickReport,
+    ) -> None:
+        """Record a refused or failed hand-over: retry later, or give up on it."""
+        job, token, attempts, now = flight.job, flight.token, flight.attempts, flight.at
+        if isinstance(exc, TemporaryDeliveryError):
+            self._failures += 1
+            self._retry_later(job, token, exc, attempts, now)
+            return
+        self._failures = 0
+        log.warning("send_failed message_id=%s transport=%s", job.message_id, self.transport.name)
+        self._fail_permanently(job, token, report, exc, attempts, now)
 
     def _begin_send(self, job: Job, token: str, report: TickReport) -> bool:
         """Flag the email as in flight and renew the lease; False when it is not ours to send."""
@@ -541,9 +600,22 @@ class Dispatcher:
         report.outcomes.append((message_id, outcome))
 
 
-def _job(m: Message, suppressed: bool, facts_seen: int) -> Job:
+class _ClientRow(ClientRecord, Protocol):
+    @property
+    def public_id(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+
+
+def _job(
+    m: Any,  # a row of _CLAIMED
+    course: CourseRecord,
+    client: _ClientRow,
+    sessions: list[SessionRecord],
+    suppressed: bool,
+    facts_seen: int,
+) -> Job:
     """What a worker needs of one claimed email, read under its claim."""
-    client = m.course.client
     blocked = _blocked_reason(client, suppressed)
     recipient = None
     if blocked is None and client.email is not None and client.name is not None:
@@ -560,9 +632,61 @@ def _job(m: Message, suppressed: bool, facts_seen: int) -> Job:
         possible_duplicate=m.possible_duplicate,
         facts_seen=facts_seen,
         recipient=recipient,
-        course=course_facts(m.course, suppressed),
+        course=facts_of(course, client, sessions, suppressed),
         blocked_reason=blocked,
     )
+
+
+#: What ``_load`` reads, as plain Core (ORM loading cost more than the rest of the
+#: read): each column keeps its model name, so rows read like the model objects.
+_CLAIMED = select(
+    Message.id,
+    Message.message_id,
+    Message.step,
+    Message.session_number,
+    Message.invite_revision,
+    Message.due_at,
+    Message.expires_at,
+    Message.attempts,
+    Message.possible_duplicate,
+    Message.status,
+    Message.claim_token,
+    Message.course_id,
+).where(Message.id.in_(bindparam("ids", expanding=True)))
+_COURSES = select(
+    Course.id,
+    Course.client_id,
+    Course.scar_types,
+    Course.sessions_planned,
+    Course.status,
+    Course.enrolled_at,
+    Course.ended_at,
+).where(Course.id.in_(bindparam("ids", expanding=True)))
+_CLIENTS = select(
+    Client.id,
+    Client.public_id,
+    Client.email,
+    Client.name,
+    Client.timezone,
+    Client.unsubscribed_at,
+    Client.erased_at,
+).where(Client.id.in_(bindparam("ids", expanding=True)))
+_SESSIONS = (
+    select(
+        TreatmentSession.course_id,
+        TreatmentSession.number,
+        TreatmentSession.status,
+        TreatmentSession.scheduled_at,
+        TreatmentSession.completed_at,
+        TreatmentSession.revision,
+        TreatmentSession.updated_at,
+    )
+    .where(TreatmentSession.course_id.in_(bindparam("ids", expanding=True)))
+    .order_by(TreatmentSession.course_id, TreatmentSession.number)
+)
+_SUPPRESSED = select(Suppression.email_hash).where(
+    Suppression.email_hash.in_(bindparam("hashes", expanding=True))
+)
 
 
 def _settle(decision: Decision, job: Job) -> tuple[str, dict[str, object]]:
@@ -583,7 +707,7 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def _blocked_reason(client: Client, suppressed: bool) -> str | None:
+def _blocked_reason(client: ClientRecord, suppressed: bool) -> str | None:
     if client.erased_at is not None or client.email is None:
         return "the client was erased"
     if client.unsubscribed_at is not None:

@@ -13,12 +13,12 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from nurture.db.models import Client, Course, Message, Suppression
+from nurture.db.models import Course, Message, Suppression
 from nurture.domain import (
     CourseFacts,
     CourseStatus,
@@ -42,9 +42,67 @@ def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
+class CourseRecord(Protocol):
+    """What ``facts_of`` reads of a course: an ORM ``Course`` or a Core row of its columns."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def scar_types(self) -> str: ...
+    @property
+    def sessions_planned(self) -> int: ...
+    @property
+    def status(self) -> CourseStatus: ...
+    @property
+    def enrolled_at(self) -> datetime: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+
+
+class ClientRecord(Protocol):
+    """What ``facts_of`` reads of a client."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def unsubscribed_at(self) -> datetime | None: ...
+    @property
+    def erased_at(self) -> datetime | None: ...
+
+
+class SessionRecord(Protocol):
+    """What ``facts_of`` reads of a treatment session."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def status(self) -> SessionStatus: ...
+    @property
+    def scheduled_at(self) -> datetime | None: ...
+    @property
+    def completed_at(self) -> datetime | None: ...
+    @property
+    def revision(self) -> int: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
 def course_facts(course: Course, suppressed: bool) -> CourseFacts:
     """The planning view of a course and its client."""
-    client = course.client
+    return facts_of(course, course.client, course.sessions, suppressed)
+
+
+def facts_of(
+    course: CourseRecord,
+    client: ClientRecord,
+    sessions: Iterable[SessionRecord],
+    suppressed: bool,
+) -> CourseFacts:
+    """The planning view of a course from its records (ORM objects or Core rows)."""
     return CourseFacts(
         course_id=course.id,
         client_id=client.id,
@@ -63,9 +121,9 @@ def course_facts(course: Course, suppressed: bool) -> CourseFacts:
                 revision=s.revision,
                 changed_at=s.updated_at,
             )
-            for s in course.sessions
+            for s in sessions
         ),
-        emailable=_emailable(client) and not suppressed,
+        emailable=emailable(client) and not suppressed,
     )
 
 
@@ -75,7 +133,8 @@ def is_suppressed(db: Session, email: str) -> bool:
     return found is not None
 
 
-def _emailable(client: Client) -> bool:
+def emailable(client: ClientRecord) -> bool:
+    """Whether the client may be emailed at all (suppressions aside)."""
     return client.unsubscribed_at is None and client.erased_at is None and client.email is not None
 
 

@@ -12,8 +12,10 @@ import email
 import email.policy
 import itertools
 import json
+import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -27,7 +29,7 @@ import pytest
 from nurture.config import DEFAULT_TEMPLATES, Settings
 from nurture.domain import CourseFacts, ScarType
 from nurture.previewing import sample_course
-from nurture.rendering import Composer, Recipient, RenderedEmail
+from nurture.rendering import RECHECK_SECONDS, Composer, Recipient, RenderedEmail, Renderer
 from nurture.runtime import Runtime
 from nurture.sequence import Trigger
 from tests.conftest import TEST_SECRET, Cli
@@ -489,6 +491,24 @@ def test_invite_steps_explain_their_attachment(cases: list[Case]) -> None:
 
 
 # --- the clinic's own templates and `nurture preview` -------------------------------------
+
+
+def test_a_template_edited_while_running_is_used_within_a_second(tmp_path: Path) -> None:
+    """A running worker keeps its parsed templates, but looks at the files again each second."""
+    folder = tmp_path / "emails" / "note"
+    folder.mkdir(parents=True)
+    (folder / "body.txt").write_text("Text\n")
+    (folder / "body.html").write_text("<p>Html</p>")
+    subject = folder / "subject.txt"
+    subject.write_text("Hello {{ name }}")
+    renderer = Renderer(tmp_path)
+    assert renderer.render("note", {"name": "Ana"}).subject == "Hello Ana"
+    subject.write_text("See you soon, {{ name }}")
+    later = subject.stat().st_mtime + 10
+    os.utime(subject, (later, later))
+    assert renderer.render("note", {"name": "Ana"}).subject == "Hello Ana"  # not looked at yet
+    time.sleep(RECHECK_SECONDS + 0.1)
+    assert renderer.render("note", {"name": "Ana"}).subject == "See you soon, Ana"
 
 
 def test_clinic_template_folder_changes_the_guidance(cli: Cli, tmp_path: Path) -> None:

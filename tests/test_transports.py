@@ -163,6 +163,53 @@ def test_smtp_reuses_one_connection(either_smtp: SMTPSink) -> None:
     assert sorted(either_smtp.ids()) == sorted(make_email(n).message_id for n in range(5))
 
 
+def test_smtp_stages_overlap_and_deliver_in_order(either_smtp: SMTPSink) -> None:
+    """Announced, handed over and settled one after another, every email arrives once.
+
+    The answer to each hand-over is read before the next envelope goes out, so
+    replies never cross; a server without PIPELINING gets the plain exchange.
+    """
+    transport = open_transport(either_smtp.url)
+    assert isinstance(transport, SMTPTransport)
+    for n in range(5):
+        email_n = make_email(n)
+        transport.settle()
+        transport.announce(email_n)
+        transport.hand_over(email_n)
+    transport.settle()
+    transport.close()
+    assert transport.connections_opened == 1
+    assert either_smtp.ids() == [make_email(n).message_id for n in range(5)]
+
+
+def test_smtp_withdrawn_envelope_delivers_nothing(smtp: SMTPSink) -> None:
+    """An envelope taken back (the email changed meanwhile) never becomes a message."""
+    transport = open_transport(smtp.url)
+    assert isinstance(transport, SMTPTransport)
+    transport.announce(make_email(1))
+    transport.withdraw()
+    transport.send(make_email(2))
+    transport.close()
+    assert smtp.ids() == [make_email(2).message_id]
+    assert transport.connections_opened == 2  # hanging up was the way back
+
+
+def test_smtp_refusal_of_an_announced_envelope_is_reported(smtp: SMTPSink) -> None:
+    """A recipient refused in reply to an announced envelope fails its hand-over, as send would."""
+    smtp.behaviour.reject["ana@example.com"] = "550 5.1.1 No such user"
+    transport = open_transport(smtp.url)
+    assert isinstance(transport, SMTPTransport)
+    refused = make_email(1)
+    transport.announce(refused)
+    with pytest.raises(PermanentDeliveryError) as caught:
+        transport.hand_over(refused)
+    assert caught.value.recipient_rejected
+    transport.send(make_email(2, address="bo@example.com"))
+    transport.close()
+    assert [r.rcpt_tos for r in smtp.received] == [["bo@example.com"]]
+    assert transport.connections_opened == 1
+
+
 def test_outbox_retry_replaces_its_own_file(tmp_path: Path) -> None:
     """Sending the same Message-ID twice to the outbox leaves one file."""
     transport = OutboxTransport(tmp_path / "out")

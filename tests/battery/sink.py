@@ -3,10 +3,11 @@
 A fault is planned per DATA command (counted from 1 across all connections),
 so a test can say "drop the connection after accepting the 3rd message" or
 "kill the worker when the 5th message arrives".  ``hook`` is awaited after a
-message is stored and before the server answers its DATA command (``on_mail``
-when a MAIL command arrives), so a test can pause or kill a worker, or stop
-the database, at that exact moment; while it waits, the server keeps serving
-other connections.
+message is stored and before the server answers its DATA command
+(``on_data`` when the message has come in but before it is stored,
+``on_mail`` when a MAIL command arrives), so a test can pause or kill a
+worker, or stop the database, at that exact moment; while it waits, the
+server keeps serving other connections.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class Plan:
     hook: Hook | None = None
     #: Awaited when a MAIL command arrives (counted from 1), before it is answered.
     on_mail: Hook | None = None
+    #: Awaited when a message has come in (counted like DATA), before it is stored.
+    on_data: Hook | None = None
     delay: float = 0.0
     hang_seconds: float = 5.0
 
@@ -114,6 +117,10 @@ class _Handler:
         with sink.lock:
             sink.data_commands += 1
             ordinal = sink.data_commands
+        if plan.on_data is not None:
+            reply = await plan.on_data(ordinal)
+            if reply is not None:
+                return reply
         if plan.delay:
             await asyncio.sleep(plan.delay)
         fault = sink.fault_for(ordinal)
