@@ -182,6 +182,28 @@ def test_smtp_stages_overlap_and_deliver_in_order(either_smtp: SMTPSink) -> None
     assert either_smtp.ids() == [make_email(n).message_id for n in range(5)]
 
 
+def test_lines_starting_with_a_dot_arrive_intact(either_smtp: SMTPSink) -> None:
+    """A body line that is a lone dot, or starts with one, is not taken for the end of data."""
+    text = ".\n.. two dots\n.hidden\nend\n"
+    rendered = RenderedEmail(subject="Dots", text=text, html="<p>.</p>")
+    outgoing = build_message(
+        rendered,
+        message_id="<dots@clinic.example.com>",
+        sender=SENDER,
+        recipient=Recipient("pid", "Ana Silva", "ana@example.com", "Europe/London"),
+        date=__import__("datetime").datetime(2026, 11, 30, 10, tzinfo=__import__("datetime").UTC),
+        unsubscribe_url="https://clinic.example.com/u/x",
+    )
+    transport = open_transport(either_smtp.url)
+    transport.send(outgoing)
+    transport.close()
+    [received] = either_smtp.received
+    assert received.data.replace(b"\r\n", b"\n") == outgoing.data.replace(b"\r\n", b"\n")
+    body = _parsed(received.data).get_body(("plain",))
+    assert body is not None
+    assert body.get_content().replace("\r\n", "\n") == text
+
+
 def test_smtp_withdrawn_envelope_delivers_nothing(smtp: SMTPSink) -> None:
     """An envelope taken back (the email changed meanwhile) never becomes a message."""
     transport = open_transport(smtp.url)

@@ -275,7 +275,9 @@ _PLAIN_ADDRESS = re.compile(r"[!#-;=?-~]+")  # printable ASCII but space, '"', '
 
 def _dot_stuffed(data: bytes) -> bytes:
     """The DATA payload: lines starting with a dot doubled, then the final dot (RFC 5321)."""
-    body = re.sub(rb"(?m)^\.", b"..", data)
+    body = data.replace(b"\n.", b"\n..")
+    if body.startswith(b"."):
+        body = b"." + body
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     return body + b".\r\n"
