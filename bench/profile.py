@@ -109,7 +109,7 @@ def instrument(runtime: Runtime, dispatcher: Dispatcher) -> Stopwatches:
     """Stopwatches around every stage of the deliver path of ``dispatcher``."""
     watches = Stopwatches()
     watches.wrap(queue, "claim", "db: claim a batch (UPDATE ... RETURNING)")
-    watches.wrap(dispatcher, "_load", "db: read claimed emails, 25 at a time (ORM)")
+    watches.wrap(dispatcher, "_load", "db: read claimed emails, 25 at a time (Core)")
     watches.wrap(
         dispatcher, "_begin_send", "db: last outcome + flag in flight (2 UPDATEs, 1 COMMIT)"
     )
