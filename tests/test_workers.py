@@ -7,9 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
 
 from nurture.db import queue
@@ -134,3 +135,39 @@ def test_demo_runs_a_whole_course_through_the_real_pipeline(cli: Cli, tmp_path: 
     again = cli("demo", now=NOW, env={"NURTURE_TRANSPORT": f"outbox:{outbox}"})
     assert again.code == 1
     assert "already run" in again.err
+
+
+def test_an_email_in_flight_waits_a_second_lease_before_takeover(cli: Cli) -> None:
+    """Expired claims are taken over at once, except one handed over: it waits one more lease."""
+    _enrol_many(cli, 2)
+    engine = create_engine(cli.url)
+    lease = timedelta(seconds=5)
+    now = datetime.fromisoformat(NOW)
+    try:
+        with engine.begin() as conn:
+            ids = queue.claim(conn, due_by=now, token="a" * 32, lease=lease, limit=10)
+            welcome = set(conn.scalars(select(Message.id).where(Message.step == "welcome")))
+            in_flight, idle = sorted(welcome & set(ids))
+            conn.execute(
+                update(Message)
+                .where(Message.id.in_(ids))
+                .values(lease_until=queue.database_now(conn) - lease / 2)
+            )
+            conn.execute(
+                update(Message).where(Message.id == in_flight).values(possible_duplicate=True)
+            )
+        with engine.begin() as conn:
+            taken = queue.claim(conn, due_by=now, token="b" * 32, lease=lease, limit=10)
+        assert idle in taken
+        assert in_flight not in taken  # its worker may still be recording the answer
+        with engine.begin() as conn:
+            conn.execute(
+                update(Message)
+                .where(Message.id == in_flight)
+                .values(lease_until=queue.database_now(conn) - lease * 1.5)
+            )
+            assert queue.claim(conn, due_by=now, token="c" * 32, lease=lease, limit=10) == [
+                in_flight
+            ]
+    finally:
+        engine.dispose()

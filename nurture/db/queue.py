@@ -22,7 +22,18 @@ from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, CursorResult, Update, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Update,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
@@ -58,8 +69,11 @@ def claim(
     Rows locked by another claimer are skipped (PostgreSQL ``SKIP LOCKED``;
     SQLite serialises writers with ``BEGIN IMMEDIATE``), as are rows under
     another worker's unexpired lease.  A row whose lease expired is taken
-    over as it is: if its worker had begun sending it, ``begin_send`` already
-    flagged it.
+    over as it is, except one flagged in flight (its worker handed it over
+    and has not recorded the answer): that one waits a second lease, so a
+    worker that was only cut off from the database (which cannot renew a
+    lease) gets back in time to record what the server said, instead of the
+    email going out again.  Taken over, it still carries its flag.
     """
     db_now = database_now(db)
     due = (
@@ -67,7 +81,11 @@ def claim(
         .where(
             Message.status == MessageStatus.PENDING,
             Message.due_at <= due_by,
-            or_(Message.lease_until.is_(None), Message.lease_until < db_now),
+            or_(
+                Message.lease_until.is_(None),
+                and_(Message.lease_until < db_now, Message.possible_duplicate.is_(False)),
+                Message.lease_until < db_now - lease,
+            ),
         )
         .order_by(Message.due_at, Message.id)
         .limit(limit)
