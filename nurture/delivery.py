@@ -282,19 +282,19 @@ class Dispatcher:
                 later = ids[start + READ_CHUNK :]
                 for index, job in enumerate(jobs):
                     if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
-                        self._settle(report)
+                        self._take_answer(report)
                         self._release([j.id for j in jobs[index:]] + later, token, report)
                         return False
                     handled = self._handle(job, token, report)
                     if self._giving_up():
-                        self._settle(report)
+                        self._take_answer(report)
                         rest = jobs[index + 1 :] if handled else jobs[index:]
                         self._release([j.id for j in rest] + later, token, report)
                         return False
-            self._settle(report)
+            self._take_answer(report)
             return not self._giving_up()
         finally:
-            self._settle(report)
+            self._take_answer(report)
             self._flush(report)
 
     def _giving_up(self) -> bool:
@@ -386,7 +386,7 @@ class Dispatcher:
                 updated_at=now,
             )
             return True
-        self._settle(report)  # the last email's answer, recorded with this one's flag
+        self._take_answer(report)  # the last email's answer, recorded with this one's flag
         if self._failures >= self.max_consecutive_failures:
             return False
         self._stages.announce(email)
@@ -401,7 +401,7 @@ class Dispatcher:
         self._in_flight = _InFlight(job, token, email, attempts, now)
         return True
 
-    def _settle(self, report: TickReport) -> None:
+    def _take_answer(self, report: TickReport) -> None:
         """Read the server's answer to the email in flight, if any, and record it."""
         flight, self._in_flight = self._in_flight, None
         if flight is None:
