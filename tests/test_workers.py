@@ -9,12 +9,15 @@ import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import create_engine, func, select, update
+import pytest
+from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from nurture.db import queue
-from nurture.db.models import Client, Message
+from nurture.db.models import Client, Course, Message
 from nurture.domain import MessageStatus
 from tests.conftest import TEST_SECRET, Cli
 from tests.smtp_sink import SMTPSink
@@ -169,5 +172,78 @@ def test_an_email_in_flight_waits_a_second_lease_before_takeover(cli: Cli) -> No
             assert queue.claim(conn, due_by=now, token="c" * 32, lease=lease, limit=10) == [
                 in_flight
             ]
+    finally:
+        engine.dispose()
+
+
+def test_outcome_writes_are_compare_and_sets_that_store_what_they_are_given(cli: Cli) -> None:
+    """begin_send/finish (on SQLite run on the driver) match only our unchanged claim.
+
+    What they store reads back through SQLAlchemy as it was given, and a
+    database error comes out as SQLAlchemy's exception, which is what the
+    worker's retry-on-outage logic catches.
+    """
+    _enrol_many(cli, 2)
+    engine = create_engine(cli.url)
+    lease = timedelta(minutes=5)
+    now = datetime.fromisoformat(NOW)
+    token = "a" * 32
+    mine = select(Message, Course.client_id).join(Course, Course.id == Message.course_id)
+    try:
+        with engine.begin() as conn:
+            (first, second, *_) = queue.claim(conn, due_by=now, token=token, lease=lease, limit=10)
+            rows = {m.id: m for m in conn.execute(mine.where(Message.id.in_([first, second])))}
+            facts = queue.facts_recorded(conn, {m.client_id for m in rows.values()})
+
+            def hold(message_id: int, **changes: object) -> queue.Hold:
+                m = rows[message_id]
+                seen: dict[str, Any] = {
+                    "due_at": m.due_at,
+                    "expires_at": m.expires_at,
+                    "invite_revision": m.invite_revision,
+                    "client_id": m.client_id,
+                    "facts_seen": facts[m.client_id],
+                }
+                seen.update(changes)
+                return queue.begin_send(conn, message_id, token, lease, **seen)
+
+            assert hold(first, due_at=rows[first].due_at + timedelta(seconds=1)) is (
+                queue.Hold.CHANGED
+            )
+            assert hold(second, facts_seen=facts[rows[second].client_id] + 1) is (
+                queue.Hold.CHANGED
+            )
+            # both given back, so free to claim again
+            again = queue.claim(conn, due_by=now, token=token, lease=lease, limit=10)
+            assert {first, second} <= set(again)
+        with engine.begin() as conn:
+            assert hold(first) is queue.Hold.KEPT
+            sent_at = now + timedelta(microseconds=123)
+            assert not queue.finish(conn, first, "b" * 32, status=MessageStatus.SENT)
+            assert queue.finish(
+                conn,
+                first,
+                token,
+                status=MessageStatus.SENT,
+                sent_at=sent_at,
+                sent_body=b"\x00\xffbytes",
+                reason=None,
+            )
+            stored = conn.execute(select(Message).where(Message.id == first)).one()
+            assert (stored.status, stored.sent_at, stored.sent_body) == (
+                MessageStatus.SENT,
+                sent_at,
+                b"\x00\xffbytes",
+            )
+            assert (stored.claim_token, stored.lease_until, stored.possible_duplicate) == (
+                None,
+                None,
+                True,
+            )
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE events RENAME TO events_gone"))
+            with pytest.raises(DBAPIError, match="events"):
+                hold(second)
+            conn.rollback()
     finally:
         engine.dispose()

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Collection, Sequence
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
@@ -34,6 +36,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
@@ -132,7 +136,7 @@ def begin_send(
         "m_revision": invite_revision,
         "v_lease_until": database_now(db) + lease,
     }
-    if _rows(db, _BEGIN_SEND, params) == 1:
+    if _hot(db, _BEGIN_SEND, params) == 1:
         return Hold.KEPT
     return Hold.CHANGED if release(db, [message_id], token) else Hold.LOST
 
@@ -154,7 +158,7 @@ def finish(db: Connection, message_id: int, token: str, **values: Any) -> bool:
     """Write an outcome if the claim is still ours; release the claim. True on success."""
     params = {f"v_{name}": value for name, value in values.items()}
     params.update(m_id=message_id, m_token=token)
-    return _rows(db, _finish_statement(tuple(sorted(values))), params) == 1
+    return _hot(db, _finish_statement(tuple(sorted(values))), params) == 1
 
 
 def release(db: Connection, ids: Sequence[int], token: str) -> int:
@@ -191,6 +195,63 @@ def _rows(db: Connection, stmt: Update, params: dict[str, Any] | None = None) ->
     result = db.execute(stmt, params)
     assert isinstance(result, CursorResult)
     return result.rowcount
+
+
+def _hot(db: Connection, stmt: Update, params: dict[str, Any]) -> int:
+    """Run one of the per-email statements built below; the rows it matched.
+
+    On SQLite (local, no network to hide it) SQLAlchemy's execution costs
+    more than the statement: there it runs on the driver, compiled once,
+    with SQLAlchemy's own type conversions and error classes, inside the
+    transaction the caller opened with SQLAlchemy.  PostgreSQL keeps the
+    full path, with its disconnect handling.
+    """
+    if db.dialect.name != "sqlite":
+        return _rows(db, stmt, params)
+    prepared = _prepared(stmt, db.dialect)
+    values = prepared.values(params)
+    driver = cast(sqlite3.Connection, db.connection.dbapi_connection)
+    try:
+        return driver.execute(prepared.sql, values).rowcount
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(prepared.sql, values, exc, sqlite3.Error) from exc
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A statement compiled for one dialect, with what turns parameters into driver values."""
+
+    sql: str
+    #: Per positional parameter: its name, its fixed driver value (``_GIVEN``
+    #: when the caller gives it), and SQLAlchemy's conversion for its type.
+    slots: tuple[tuple[str, Any, Callable[[Any], Any] | None], ...]
+
+    def values(self, params: dict[str, Any]) -> list[Any]:
+        """The driver's parameters, in order (``KeyError`` for one not given)."""
+        out = []
+        for name, fixed, convert in self.slots:
+            value = params[name] if fixed is _GIVEN else fixed
+            out.append(value if convert is None else convert(value))
+        return out
+
+
+_GIVEN = object()
+
+
+@functools.lru_cache(maxsize=64)
+def _prepared(stmt: Update, dialect: Dialect) -> _Prepared:
+    compiled = stmt.compile(dialect=dialect)
+    assert compiled.positiontup is not None, "SQLite's driver takes positional parameters"
+    slots = []
+    for name in compiled.positiontup:
+        bind = compiled.binds[name]
+        convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if bind.required:
+            slots.append((name, _GIVEN, convert))
+        else:  # a literal of the statement: converted once
+            value = bind.effective_value
+            slots.append((name, value if convert is None else convert(value), None))
+    return _Prepared(compiled.string, tuple(slots))
 
 
 def _value(name: str) -> BindParameter[Any]:
