@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -18,6 +17,7 @@ from nurture import enrollment
 from nurture.db.models import Client, Message
 from nurture.errors import ConflictError
 from nurture.runtime import Runtime
+from nurture.timing import zone_named
 
 DEMO_DOMAIN = "demo.example.com"
 
@@ -37,7 +37,7 @@ def _at(start: datetime, days: float) -> datetime:
 
 
 def _local(start: datetime, days: int, hour: int, minute: int, zone: str) -> str:
-    day = (start + timedelta(days=days)).astimezone(ZoneInfo(zone)).date()
+    day = (start + timedelta(days=days)).astimezone(zone_named(zone)).date()
     return f"{day.isoformat()}T{hour:02d}:{minute:02d}"
 
 
@@ -146,6 +146,6 @@ def _print_sent(
         ).all()
     for sent_at, email, zone, step, session in rows:
         assert sent_at is not None
-        local = sent_at.astimezone(ZoneInfo(zone)).strftime("%H:%M %Z")
+        local = sent_at.astimezone(zone_named(zone)).strftime("%H:%M %Z")
         about = f" (session {session})" if session else ""
         echo(f"{sent_at:%Y-%m-%d %H:%M} UTC  sent:  {step}{about} to {email} at {local} local")

@@ -22,6 +22,7 @@ from nurture.db.models import Client, Course, Event, Suppression, TreatmentSessi
 from nurture.domain import CourseStatus, EventKind, ScarType, SessionStatus, only_hypertrophic
 from nurture.errors import ConflictError, NotFoundError, ValidationError
 from nurture.reconcile import Planner
+from nurture.timing import zone_named
 from nurture.tracking import email_hash
 
 log = logging.getLogger(__name__)
@@ -439,9 +440,7 @@ def _weeks(delta: timedelta) -> str:
 
 
 def _local(at: datetime, zone: str) -> str:
-    from zoneinfo import ZoneInfo  # noqa: PLC0415  (cached by zoneinfo itself)
-
-    return at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z")
+    return at.astimezone(zone_named(zone)).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def record_event(

@@ -22,7 +22,6 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import css_inline
 import jinja2
@@ -32,6 +31,7 @@ from nurture import invites, mime
 from nurture.domain import CourseFacts, ScarType, SessionFacts, SessionStatus
 from nurture.errors import TemplateError
 from nurture.sequence import Sequence, Step
+from nurture.timing import zone_named
 from nurture.tracking import Unsubscribe
 
 #: Headers may run to RFC 5322's 998 characters, so an unsubscribe URL is never
@@ -110,7 +110,7 @@ def zone_label(local: datetime, zone: str) -> str:
 
 def describe_time(at: datetime, zone: str) -> dict[str, str]:
     """Ways to write an instant in the client's zone, in plain English."""
-    local = at.astimezone(ZoneInfo(zone))
+    local = at.astimezone(zone_named(zone))
     return {
         "when": f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}",
         "date": f"{local:%A} {local.day} {local:%B %Y}",
@@ -240,14 +240,19 @@ class Renderer:
     def __init__(self, templates_dir: Path) -> None:
         self.templates_dir = templates_dir
         loader = _TemplateFolder(str(templates_dir))
+        # Every template of the folder stays compiled (a plain dict, where
+        # Jinja's default LRU pays a linear bookkeeping step on each use,
+        # includes too); edits are still picked up, see _TemplateFolder.
         self._html = jinja2.Environment(
             loader=loader,
             undefined=jinja2.StrictUndefined,
             autoescape=True,
+            cache_size=-1,
         )
         self._text = jinja2.Environment(
             loader=loader,
             undefined=jinja2.StrictUndefined,
+            cache_size=-1,
             autoescape=False,  # noqa: S701  (text/plain: escaping would show &amp; to clients)
             trim_blocks=True,
             lstrip_blocks=True,

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from nurture.db.models import Client, Course, Message
 from nurture.domain import SessionStatus
+from nurture.timing import zone_named
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def summarise(client: Client, now: datetime) -> ClientRow:
                 booked += 1
                 if next_at is None or (s.scheduled_at is not None and s.scheduled_at < next_at):
                     next_number, next_at = s.number, s.scheduled_at
-    zone = ZoneInfo(client.timezone)
+    zone = zone_named(client.timezone)
     return ClientRow(
         id=client.public_id,
         email=client.email,
@@ -113,7 +113,7 @@ class TimelineEntry:
 
 def timeline(db: Session, client: Client) -> list[TimelineEntry]:
     """Every email of every course of the client, in due order."""
-    zone = ZoneInfo(client.timezone)
+    zone = zone_named(client.timezone)
     rows = db.scalars(
         select(Message).where(Message.client_id == client.id).order_by(Message.due_at, Message.id)
     )
@@ -151,7 +151,7 @@ class SessionRow:
 
 def session_rows(course: Course, zone_name: str) -> list[SessionRow]:
     """Every session 1..N with what staff can do with it now."""
-    zone = ZoneInfo(zone_name)
+    zone = zone_named(zone_name)
     by_number = {s.number: s for s in course.sessions}
     active = course.status.value == "active"
     rows = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -32,6 +33,18 @@ def parse_duration(text: str) -> timedelta:
     return -total if match.group(1) == "-" else total
 
 
+@functools.cache
+def zone_named(name: str) -> ZoneInfo:
+    """The time zone ``name``, read from the tz database once per process.
+
+    ``ZoneInfo`` keeps only the last eight zones it made and any still in
+    use; a worker cycling through clients in many zones would otherwise
+    read and parse a zone file for most emails.  Unknown names raise
+    ``ZoneInfoNotFoundError`` (and are not kept).
+    """
+    return ZoneInfo(name)
+
+
 @dataclass(frozen=True)
 class SendWindow:
     """The local hours during which email may go out (same every day)."""
@@ -41,12 +54,12 @@ class SendWindow:
 
     def contains(self, instant: datetime, zone: str) -> bool:
         """True when ``instant`` falls inside the window in ``zone``."""
-        local = instant.astimezone(ZoneInfo(zone)).time()
+        local = instant.astimezone(zone_named(zone)).time()
         return self.start <= local < self.end
 
     def next_open(self, instant: datetime, zone: str) -> datetime:
         """The first instant at or after ``instant`` that is inside the window (UTC)."""
-        tz = ZoneInfo(zone)
+        tz = zone_named(zone)
         local = instant.astimezone(tz)
         if self.start <= local.time() < self.end:
             return instant.astimezone(UTC)
