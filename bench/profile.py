@@ -37,7 +37,7 @@ from bench.workspace import (
     sqlite_url,
 )
 from nurture.db import queue
-from nurture.delivery import Dispatcher, TickReport
+from nurture.delivery import READ_CHUNK, Dispatcher, TickReport
 from nurture.runtime import Runtime
 from nurture.tracking import Unsubscribe
 
@@ -109,7 +109,7 @@ def instrument(runtime: Runtime, dispatcher: Dispatcher) -> Stopwatches:
     """Stopwatches around every stage of the deliver path of ``dispatcher``."""
     watches = Stopwatches()
     watches.wrap(queue, "claim", "db: claim a batch (UPDATE ... RETURNING)")
-    watches.wrap(dispatcher, "_load", "db: read claimed emails, 25 at a time (Core)")
+    watches.wrap(dispatcher, "_load", f"db: read claimed emails, {READ_CHUNK} at a time (Core)")
     watches.wrap(
         dispatcher, "_begin_send", "db: last outcome + flag in flight (2 UPDATEs, 1 COMMIT)"
     )
