@@ -23,7 +23,6 @@ import logging
 import secrets
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,7 +32,7 @@ from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
-from nurture.db import queue
+from nurture.db import copies, queue
 from nurture.db.models import Client, Course, Message, Suppression, TreatmentSession
 from nurture.domain import CourseFacts, MessageStatus
 from nurture.errors import (
@@ -420,7 +419,7 @@ class Dispatcher:
             "sent",
             status=MessageStatus.SENT,
             sent_at=flight.at,
-            sent_body=zlib.compress(flight.email.data, 1),  # what staff see as the client saw it
+            sent_body=copies.pack(flight.email.data),  # what staff see, as the client saw it
             attempts=flight.attempts,
             reason=None,
             last_error=None,

@@ -9,12 +9,12 @@ which steps were sent) stays, with no one to tie it to.
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from nurture.db import copies
 from nurture.db.models import Client, Event, Message, Suppression
 from nurture.domain import EventKind
 from nurture.enrollment import Context, Outcome, record_event
@@ -97,7 +97,7 @@ def erase_client(db: Session, ctx: Context, client: Client) -> Outcome:
 
 def stored_copy(message: Message) -> bytes | None:
     """The message as it was sent, if a copy is kept."""
-    return zlib.decompress(message.sent_body) if message.sent_body else None
+    return copies.unpack(message.sent_body) if message.sent_body else None
 
 
 def _iso(value: Any) -> str | None:

@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -16,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from nurture import accounts, enrollment
-from nurture.db.models import Client, Event, Suppression
+from nurture.db.models import Client, Event, Message, Suppression
 from nurture.errors import ValidationError
 from nurture.tracking import Unsubscribe, email_hash
 from nurture.transports import MemoryTransport
@@ -570,3 +571,10 @@ def test_sent_email_is_shown_exactly_as_sent(web: Web) -> None:
     html = sent.get_body(("html",))
     assert html is not None
     assert body.text == html.get_content()
+    with web.runtime.transaction() as db:
+        message = db.scalars(select(Message).where(Message.sent_body.is_not(None))).one()
+        assert message.sent_body is not None
+        assert message.sent_body.startswith(b"\x28\xb5\x2f\xfd")  # a Zstandard frame
+        assert len(message.sent_body) < len(transport.sent[0].data) / 2
+        message.sent_body = zlib.compress(transport.sent[0].data)  # as versions before kept it
+    assert web.client.get(f"/staff/clients/{link.group(1)}/body").text == body.text

@@ -194,7 +194,7 @@ class Message(Base):
     possible_duplicate: Mapped[bool] = mapped_column(default=False)
     last_error: Mapped[str | None] = mapped_column(String(300))
     sent_at: Mapped[datetime | None]
-    #: The message exactly as handed to the transport (zlib), for staff to view;
+    #: The message exactly as handed to the transport (see nurture.db.copies), for staff to view;
     #: removed when the client is erased.
     sent_body: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime]
