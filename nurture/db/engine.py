@@ -11,7 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from nurture.config import MIGRATIONS_DIR
@@ -50,11 +50,19 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         # Straight to the driver: this runs for every transaction, and going
         # through Connection.exec_driver_sql costs more than the BEGIN itself.
-        # Errors are wrapped as SQLAlchemy would (callers retry on OperationalError).
         try:
             conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+            raise sqlite_error("BEGIN IMMEDIATE", None, exc) from exc
+
+
+def sqlite_error(statement: str, params: Any, exc: sqlite3.Error) -> StatementError:
+    """A driver error from a statement run past SQLAlchemy, as SQLAlchemy would raise it.
+
+    The same exception class (``OperationalError`` for a locked or missing
+    database, ...), so callers that retry on an outage catch it either way.
+    """
+    return DBAPIError.instance(statement, params, exc, sqlite3.Error)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

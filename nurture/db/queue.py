@@ -37,10 +37,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
+from nurture.db.engine import sqlite_error
 from nurture.db.models import Event, Message
 from nurture.domain import MessageStatus
 
@@ -214,7 +214,7 @@ def _hot(db: Connection, stmt: Update, params: dict[str, Any]) -> int:
     try:
         return driver.execute(prepared.sql, values).rowcount
     except sqlite3.Error as exc:
-        raise DBAPIError.instance(prepared.sql, values, exc, sqlite3.Error) from exc
+        raise sqlite_error(prepared.sql, values, exc) from exc
 
 
 @dataclass(frozen=True)
