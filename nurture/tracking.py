@@ -8,9 +8,12 @@ token is refused.  Suppressed addresses are kept only as SHA-256 hashes.
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous.encoding import base64_encode
 
 from nurture.errors import InvalidTokenError
 
@@ -27,11 +30,23 @@ class Unsubscribe:
 
     def __init__(self, key: str, base_url: str) -> None:
         self._signer = URLSafeSerializer(key, salt=_SALT)
+        signer = self._signer.make_signer()
+        self._mac = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
+        self._sep: bytes = signer.sep
         self._base_url = base_url.rstrip("/")
 
     def token(self, public_id: str) -> str:
-        """The signed token for one client."""
-        return str(self._signer.dumps(public_id))
+        """The signed token for one client, in itsdangerous's URL-safe format.
+
+        Written here rather than by ``URLSafeSerializer.dumps``, which first
+        tries zlib on the payload (two thirds of its cost, once per email) and
+        never gains on a random public id; the key, digest and separator are
+        itsdangerous's own, and ``read`` (itsdangerous) accepts the result.
+        """
+        payload = base64_encode(json.dumps(public_id, separators=(",", ":")))
+        mac = self._mac.copy()
+        mac.update(payload)
+        return (payload + self._sep + base64_encode(mac.digest())).decode("ascii")
 
     def url(self, public_id: str) -> str:
         """The absolute https link a client clicks (or a mail client POSTs to)."""

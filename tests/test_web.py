@@ -13,11 +13,14 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi.routing import APIRoute
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from itsdangerous import URLSafeSerializer
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from nurture import accounts, enrollment
-from nurture.db.models import Client, Event, Message, Suppression
+from nurture.db.models import Client, Event, Message, Suppression, new_public_id
 from nurture.errors import ValidationError
 from nurture.tracking import Unsubscribe, email_hash
 from nurture.transports import MemoryTransport
@@ -395,6 +398,31 @@ def test_token_carries_no_address_or_health_data(web: Web) -> None:
     for secret in ("ana", "example.com", "atrophic", "pih"):
         assert secret not in decoded.lower()
         assert secret not in token.lower()
+
+
+_KEY = "clinic-signing-key-" + "k" * 32
+
+
+def test_tokens_are_those_itsdangerous_writes_for_every_public_id() -> None:
+    """nurture writes the token itself (no zlib attempt); for the ids it issues, byte for byte."""
+    ours = Unsubscribe(_KEY, "https://clinic.example")
+    theirs = URLSafeSerializer(_KEY, salt="nurture.unsubscribe.v1")
+    for _ in range(500):
+        public_id = new_public_id()
+        assert ours.token(public_id) == theirs.dumps(public_id)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_any_token_reads_back_and_itsdangerous_accepts_it(public_id: str) -> None:
+    """Whatever the id (repetitive ones itsdangerous would compress too), the token reads back."""
+    ours = Unsubscribe(_KEY, "https://clinic.example")
+    token = ours.token(public_id)
+    assert ours.read(token) == public_id
+    assert URLSafeSerializer(_KEY, salt="nurture.unsubscribe.v1").loads(token) == public_id
+    assert ours.read(URLSafeSerializer(_KEY, salt="nurture.unsubscribe.v1").dumps(public_id)) == (
+        public_id
+    )
 
 
 # --- JSON API ---------------------------------------------------------------------------------
