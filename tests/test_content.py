@@ -29,7 +29,15 @@ import pytest
 from nurture.config import DEFAULT_TEMPLATES, Settings
 from nurture.domain import CourseFacts, ScarType
 from nurture.previewing import sample_course
-from nurture.rendering import RECHECK_SECONDS, Composer, Recipient, RenderedEmail, Renderer
+from nurture.rendering import (
+    RECHECK_SECONDS,
+    Composer,
+    Recipient,
+    RenderedEmail,
+    Renderer,
+    TemplateVars,
+    build_context,
+)
 from nurture.runtime import Runtime
 from nurture.sequence import Trigger
 from tests.conftest import TEST_SECRET, Cli
@@ -232,6 +240,41 @@ def test_every_step_renders_for_every_mix_and_course_shape(cases: list[Case]) ->
         assert case.rendered.subject, case.label
         assert case.rendered.text, case.label
         assert case.rendered.html, case.label
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every TemplateVars turned back into a plain dict."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
+def shadowed(value: Any) -> set[str]:
+    """Keys of TemplateVars within ``value`` that are also attributes of a dict."""
+    if not isinstance(value, dict):
+        return set()
+    found = {key for key in value if isinstance(value, TemplateVars) and hasattr(dict, key)}
+    return found.union(*(shadowed(item) for item in value.values()))
+
+
+def test_template_variables_read_key_first_render_what_plain_dicts_render() -> None:
+    """Reading TemplateVars key-first (the fast path) shows exactly what Jinja's own lookup shows."""
+    composer = runtime().composer
+    renderer = composer.renderer
+    checked = 0
+    for step in composer.sequence.steps:
+        for scars in MIXES:
+            course, number = situation(composer, step.name, scars, 5, 3)
+            invite = composer._invite(step, course, CLIENT, number)
+            url = composer.unsubscribe.url(CLIENT.public_id)
+            context = build_context(step, course, CLIENT, composer.clinic, number, url, invite)
+            assert shadowed(context) == set(), "a template variable hides a dict method"
+            assert any(isinstance(v, TemplateVars) for v in context.values())
+            assert renderer.render(step.template, context) == renderer.render(
+                step.template, plain(context)
+            )
+            checked += 1
+    assert checked == len(composer.sequence.steps) * len(MIXES)
 
 
 def test_subjects_are_under_60_characters(cases: list[Case]) -> None:
