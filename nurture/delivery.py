@@ -3,17 +3,18 @@
 The decisions (send now, wait for the window, skip as stale, retry or give
 up) are pure functions of the email, the client and ``now``.  ``Dispatcher``
 is the thin loop around them.  A batch is claimed with a lease and read
-under the claim a few emails at a time; then, one email at a time, it is
-decided, rendered, and flagged as in flight by a compare-and-set that also
-checks nothing was recorded about it or its client since the read (an
-unsubscribe, a reschedule or a booking that landed meanwhile sends it back
-to be read and rendered again); it is handed to the transport outside any
-transaction, and its outcome recorded with a compare-and-set on the claim,
-in the same transaction as the next email's flag.  So two workers never both
-send an email, a worker whose claim was taken over neither sends nor
-records, and the only duplicate possible is one whose hand-over began and
-whose answer was never recorded: it carries the same Message-ID and stays
-flagged ``possible_duplicate``.
+under the claim a few emails at a time; the emails of a read that are due to
+go are rendered together (``Composer.draft_many``); then, one email at a
+time, it is decided again, its message assembled, and it is flagged as in
+flight by a compare-and-set that also checks nothing was recorded about it
+or its client since the read (an unsubscribe, a reschedule or a booking that
+landed meanwhile sends it back to be read and rendered again); it is handed
+to the transport outside any transaction, and its outcome recorded with a
+compare-and-set on the claim, in the same transaction as the next email's
+flag.  So two workers never both send an email, a worker whose claim was
+taken over neither sends nor records, and the only duplicate possible is one
+whose hand-over began and whose answer was never recorded: it carries the
+same Message-ID and stays flagged ``possible_duplicate``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from nurture.errors import (
     TemporaryDeliveryError,
 )
 from nurture.reconcile import ClientRecord, CourseRecord, Planner, SessionRecord, facts_of
-from nurture.rendering import Composer, OutgoingEmail, Recipient
+from nurture.rendering import Composer, Draft, OutgoingEmail, Recipient, Request
 from nurture.timing import SendWindow
 from nurture.tracking import email_hash
 from nurture.transports.base import StagedTransport, Transport, staged
@@ -199,7 +200,7 @@ class Dispatcher:
     the next transaction reconnects.
 
     Waiting on the mail server is overlapped with the worker's own work,
-    never with the order above: the next email is rendered while the
+    never with the order above: the next message is assembled while the
     server answers for the last one, and an email's envelope travels while
     it is being flagged (the message itself follows the flag).
     """
@@ -279,13 +280,14 @@ class Dispatcher:
         try:
             for start in range(0, len(ids), READ_CHUNK):
                 jobs = self._load(ids[start : start + READ_CHUNK], token, report)
+                drafts = self._draft(jobs)
                 later = ids[start + READ_CHUNK :]
                 for index, job in enumerate(jobs):
                     if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
                         self._take_answer(report)
                         self._release([j.id for j in jobs[index:]] + later, token, report)
                         return False
-                    handled = self._handle(job, token, report)
+                    handled = self._handle(job, token, report, drafts.get(job.id))
                     if self._giving_up():
                         self._take_answer(report)
                         rest = jobs[index + 1 :] if handled else jobs[index:]
@@ -307,22 +309,52 @@ class Dispatcher:
     def _release(self, ids: list[int], token: str, report: TickReport) -> None:
         report.released += self._commit(report, lambda db: queue.release(db, ids, token))
 
-    def _handle(self, job: Job, token: str, report: TickReport) -> bool:
-        """Decide, send and record one email; False when it was left untouched.
+    def _draft(self, jobs: list[Job]) -> dict[int, Draft | TemplateError | SequenceError]:
+        """Render, together, the emails of a read that are to be sent now (see ``_handle``).
 
-        That happens when the answer to the email before shows the server
-        failing for the last time allowed in a row: this one is not tried.
+        Rendering them as one batch lets css_inline inline them in parallel;
+        what goes out is still decided email by email, and one decided
+        otherwise by then, or without a draft, is dealt with as before.
         """
         now = self.clock()
-        decision = decide(
+        sendable = [
+            job
+            for job in jobs
+            if job.recipient is not None and self._decide(job, now).action is Action.SEND
+        ]
+        requests = [
+            Request(job.step, job.course, job.recipient, job.session_number, job.message_id)
+            for job in sendable
+            if job.recipient is not None
+        ]
+        drafts = self.composer.draft_many(requests)
+        return {job.id: draft for job, draft in zip(sendable, drafts, strict=True)}
+
+    def _decide(self, job: Job, now: datetime) -> Decision:
+        return decide(
             now=now,
             expires_at=job.expires_at,
             zone=job.course.timezone,
             window=self.window,
             blocked_reason=job.blocked_reason,
         )
+
+    def _handle(
+        self,
+        job: Job,
+        token: str,
+        report: TickReport,
+        draft: Draft | TemplateError | SequenceError | None = None,
+    ) -> bool:
+        """Decide, send and record one email; False when it was left untouched.
+
+        That happens when the answer to the email before shows the server
+        failing for the last time allowed in a row: this one is not tried.
+        """
+        now = self.clock()
+        decision = self._decide(job, now)
         if decision.action is Action.SEND:
-            return self._send(job, token, report, now)
+            return self._send(job, token, report, now, draft)
         outcome, values = _settle(decision, job)
         self._finish(job, token, outcome, updated_at=now, **values)
         return True
@@ -369,11 +401,18 @@ class Dispatcher:
             self._count(report, "released", m.message_id)
         return jobs
 
-    def _send(self, job: Job, token: str, report: TickReport, now: datetime) -> bool:
+    def _send(
+        self,
+        job: Job,
+        token: str,
+        report: TickReport,
+        now: datetime,
+        draft: Draft | TemplateError | SequenceError | None,
+    ) -> bool:
         """Render, flag and hand over one email; its answer is read before the next hand-over."""
         attempts = job.attempts + 1
         try:
-            email = self._render(job, now)
+            email = self._render(job, now, draft)
         except (TemplateError, SequenceError) as exc:
             log.error("render_failed message_id=%s error=%s", job.message_id, exc)
             self._finish(
@@ -466,8 +505,14 @@ class Dispatcher:
         self._count(report, "released" if hold is queue.Hold.CHANGED else "lost", job.message_id)
         return False
 
-    def _render(self, job: Job, now: datetime) -> OutgoingEmail:
+    def _render(
+        self, job: Job, now: datetime, draft: Draft | TemplateError | SequenceError | None
+    ) -> OutgoingEmail:
         assert job.recipient is not None
+        if isinstance(draft, Draft):
+            return self.composer.finish(draft, now)[1]
+        if draft is not None:
+            raise draft
         _, email = self.composer.compose(
             job.step,
             job.course,

@@ -29,7 +29,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from nurture import invites, mime
 from nurture.domain import CourseFacts, ScarType, SessionFacts, SessionStatus
-from nurture.errors import TemplateError
+from nurture.errors import SequenceError, TemplateError
 from nurture.sequence import Sequence, Step
 from nurture.timing import zone_named
 from nurture.tracking import Unsubscribe
@@ -293,20 +293,63 @@ class Renderer:
 
     def render(self, template: str, context: dict[str, Any]) -> RenderedEmail:
         """Render the subject, text and HTML of one step."""
+        return self._inlined(template, self._texts(template, context))
+
+    def render_many(
+        self, items: list[tuple[str, dict[str, Any]]]
+    ) -> list[RenderedEmail | TemplateError]:
+        """Render several emails: ``render`` for each, an error in place of a failed one.
+
+        Jinja runs for each in turn, then css_inline inlines all the HTML at
+        once on its own threads (``inline_many``): one core per document
+        where the machine has them, and each library's code stays hot.
+        """
+        drafts: list[RenderedEmail | TemplateError] = []
+        for template, context in items:
+            try:
+                drafts.append(self._texts(template, context))
+            except TemplateError as exc:
+                drafts.append(exc)
+        ready = [d for d in drafts if isinstance(d, RenderedEmail)]
+        try:
+            inlined = iter(self._inliner.inline_many([d.html for d in ready]))
+        except css_inline.InlineError:  # find which, one by one
+            return [
+                d if isinstance(d, TemplateError) else self._inlined_or_error(template, d)
+                for (template, _), d in zip(items, drafts, strict=True)
+            ]
+        return [
+            d if isinstance(d, TemplateError) else replace(d, html=next(inlined)) for d in drafts
+        ]
+
+    def _texts(self, template: str, context: dict[str, Any]) -> RenderedEmail:
+        """Subject, text and HTML from Jinja, the HTML not inlined yet."""
         folder = f"emails/{template}"
         subject = " ".join(self._run(self._text, f"{folder}/subject.txt", context).split())
         if not subject:
             raise TemplateError(f"{folder}/subject.txt rendered an empty subject")
         text = self._run(self._text, f"{folder}/body.txt", context)
         html = self._run(self._html, f"{folder}/body.html", context)
-        try:
-            html = self._inliner.inline(html)
-        except css_inline.InlineError as exc:
-            raise TemplateError(f"{folder}/body.html: CSS could not be inlined: {exc}") from None
         return RenderedEmail(subject=subject, text=_tidy_text(text), html=html)
 
-    @staticmethod
-    def _run(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+    def _inlined(self, template: str, draft: RenderedEmail) -> RenderedEmail:
+        try:
+            html = self._inliner.inline(draft.html)
+        except css_inline.InlineError as exc:
+            raise TemplateError(
+                f"emails/{template}/body.html: CSS could not be inlined: {exc}"
+            ) from None
+        return replace(draft, html=html)
+
+    def _inlined_or_error(
+        self, template: str, draft: RenderedEmail
+    ) -> RenderedEmail | TemplateError:
+        try:
+            return self._inlined(template, draft)
+        except TemplateError as exc:
+            return exc
+
+    def _run(self, env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
         try:
             return env.get_template(name).render(context)
         except jinja2.TemplateNotFound as exc:
@@ -315,6 +358,21 @@ class Renderer:
             raise TemplateError(f"{name}: {exc.message}") from None
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"{exc.filename or name}:{exc.lineno}: {exc.message}") from None
+        except Exception as exc:  # a clinic's template is code: {{ 1 // 0 }} fails at run time
+            # The type and the template line only: the message could quote a client's details.
+            raise TemplateError(f"{self._where(exc) or name}: {type(exc).__name__}") from None
+
+    def _where(self, exc: Exception) -> str | None:
+        """``emails/x/body.html:3``: the innermost template line the error passed through."""
+        where = None
+        frame = exc.__traceback__
+        root = self.templates_dir.resolve()
+        while frame is not None:
+            path = Path(frame.tb_frame.f_code.co_filename)
+            if path.is_relative_to(root):
+                where = f"{path.relative_to(root).as_posix()}:{frame.tb_lineno}"
+            frame = frame.tb_next
+        return where
 
 
 def _tidy_text(text: str) -> str:
@@ -387,6 +445,27 @@ def build_message(
 
 
 @dataclass(frozen=True)
+class Request:
+    """One email to compose: which step, for whom, as the facts stand."""
+
+    step: str
+    course: CourseFacts
+    recipient: Recipient
+    session_number: int | None
+    message_id: str
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A rendered email (CSS inlined) still to be dated and assembled (``Composer.finish``)."""
+
+    request: Request
+    rendered: RenderedEmail
+    url: str
+    invite: invites.SessionInvite | None
+
+
+@dataclass(frozen=True)
 class Composer:
     """Turns (step, course, client) into the exact message a client receives."""
 
@@ -406,24 +485,63 @@ class Composer:
         now: datetime,
     ) -> tuple[RenderedEmail, OutgoingEmail]:
         """Render one step and assemble its message."""
-        step = self.sequence.step(step_name)
-        url = self.unsubscribe.url(recipient.public_id)
-        invite = self._invite(step, course, recipient, session_number)
-        context = build_context(step, course, recipient, self.clinic, session_number, url, invite)
-        rendered = self.renderer.render(step.template, context)
-        if invite is not None:
+        request = Request(step_name, course, recipient, session_number, message_id)
+        step, url, invite, context = self._prepare(request)
+        draft = Draft(request, self.renderer.render(step.template, context), url, invite)
+        return self.finish(draft, now)
+
+    def draft_many(self, requests: list[Request]) -> list[Draft | TemplateError | SequenceError]:
+        """Render several emails (``Renderer.render_many``), an error in place of a failed one."""
+        prepared: list[tuple[Step, str, invites.SessionInvite | None, dict[str, Any]]] = []
+        errors: dict[int, TemplateError | SequenceError] = {}
+        for index, request in enumerate(requests):
+            try:
+                prepared.append(self._prepare(request))
+            except (TemplateError, SequenceError) as exc:
+                errors[index] = exc
+        rendered = iter(self.renderer.render_many([(p[0].template, p[3]) for p in prepared]))
+        steps = iter(prepared)
+        drafts: list[Draft | TemplateError | SequenceError] = []
+        for index, request in enumerate(requests):
+            if index in errors:
+                drafts.append(errors[index])
+                continue
+            _, url, invite, _ = next(steps)
+            result = next(rendered)
+            drafts.append(
+                result if isinstance(result, TemplateError) else Draft(request, result, url, invite)
+            )
+        return drafts
+
+    def finish(self, draft: Draft, now: datetime) -> tuple[RenderedEmail, OutgoingEmail]:
+        """The message of a rendered email, dated ``now`` (its invite stamped ``now`` too)."""
+        rendered = draft.rendered
+        if draft.invite is not None:
             rendered = replace(
-                rendered, attachments=rendered.attachments + invite_attachments(invite, now)
+                rendered, attachments=rendered.attachments + invite_attachments(draft.invite, now)
             )
         email = build_message(
             rendered,
-            message_id=message_id,
+            message_id=draft.request.message_id,
             sender=self.clinic.sender,
-            recipient=recipient,
+            recipient=draft.request.recipient,
             date=now,
-            unsubscribe_url=url,
+            unsubscribe_url=draft.url,
         )
         return rendered, email
+
+    def _prepare(
+        self, request: Request
+    ) -> tuple[Step, str, invites.SessionInvite | None, dict[str, Any]]:
+        """The step, unsubscribe link, invite and template variables of one email."""
+        step = self.sequence.step(request.step)
+        recipient = request.recipient
+        url = self.unsubscribe.url(recipient.public_id)
+        invite = self._invite(step, request.course, recipient, request.session_number)
+        context = build_context(
+            step, request.course, recipient, self.clinic, request.session_number, url, invite
+        )
+        return step, url, invite, context
 
     def _invite(
         self, step: Step, course: CourseFacts, recipient: Recipient, session_number: int | None

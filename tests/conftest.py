@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, make_url, text
 
 from nurture.cli import main as cli_main
+from nurture.config import DEFAULT_TEMPLATES
 from nurture.db.engine import upgrade
 
 PG_ADMIN_URL = os.environ.get(
@@ -224,4 +226,21 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.node.name)
     folder = ARTIFACTS / name
     folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def templates_failing_for(first_name: str, tmp_path: Path) -> Path:
+    """A copy of the bundled templates whose HTML sign-off fails to render for one first name.
+
+    It fails at run time ({{ 1 // 0 }}), as a clinic's edit can: the
+    ZeroDivisionError is raised from line 1 of partials/signoff.html.
+    """
+    folder = tmp_path / "clinic-templates"
+    shutil.copytree(DEFAULT_TEMPLATES, folder)
+    partial = folder / "partials" / "signoff.html"
+    partial.write_text(
+        f'{{% if client.first_name == "{first_name}" %}}{{{{ 1 // 0 }}}}{{% endif %}}\n'
+        + partial.read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
     return folder

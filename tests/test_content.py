@@ -28,19 +28,23 @@ import pytest
 
 from nurture.config import DEFAULT_TEMPLATES, Settings
 from nurture.domain import CourseFacts, ScarType
+from nurture.errors import SequenceError, TemplateError
 from nurture.previewing import sample_course
 from nurture.rendering import (
     RECHECK_SECONDS,
     Composer,
+    Draft,
+    OutgoingEmail,
     Recipient,
     RenderedEmail,
     Renderer,
+    Request,
     TemplateVars,
     build_context,
 )
 from nurture.runtime import Runtime
 from nurture.sequence import Trigger
-from tests.conftest import TEST_SECRET, Cli
+from tests.conftest import TEST_SECRET, Cli, templates_failing_for
 from tests.smtp_sink import SMTPSink
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -258,7 +262,7 @@ def shadowed(value: Any) -> set[str]:
 
 
 def test_template_variables_read_key_first_render_what_plain_dicts_render() -> None:
-    """Reading TemplateVars key-first (the fast path) shows exactly what Jinja's own lookup shows."""
+    """TemplateVars read key-first (the fast path) show exactly what Jinja's own lookup shows."""
     composer = runtime().composer
     renderer = composer.renderer
     checked = 0
@@ -275,6 +279,79 @@ def test_template_variables_read_key_first_render_what_plain_dicts_render() -> N
             )
             checked += 1
     assert checked == len(composer.sequence.steps) * len(MIXES)
+
+
+def every_request(composer: Composer) -> list[Request]:
+    """One request per step and scar mix (a middle session of five), as a worker would make."""
+    requests = []
+    for step in composer.sequence.steps:
+        for scars in MIXES:
+            course, number = situation(composer, step.name, scars, 5, 3)
+            message_id = f"<{step.name}-{'-'.join(scars)}@example.com>"
+            requests.append(Request(step.name, course, CLIENT, number, message_id))
+    return requests
+
+
+def compose_alone(composer: Composer, request: Request) -> tuple[RenderedEmail, OutgoingEmail]:
+    """``request`` through ``Composer.compose``, the one-email path."""
+    return composer.compose(
+        request.step,
+        request.course,
+        request.recipient,
+        request.session_number,
+        message_id=request.message_id,
+        now=NOW,
+    )
+
+
+def parsed(data: bytes) -> list[tuple[str, object]]:
+    """A message's headers and decoded leaf parts (boundaries, random per message, left out)."""
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    leaves: list[tuple[str, object]] = list(message.items())
+    for part in message.walk():
+        if not part.is_multipart():
+            leaves.append((part.get_content_type(), part.get_content()))
+    return [item for item in leaves if item[0] != "Content-Type" or "boundary" not in str(item[1])]
+
+
+def test_drafting_many_at_once_gives_what_composing_one_by_one_gives() -> None:
+    """The worker's batch path (draft_many, then finish) builds the messages compose builds."""
+    composer = runtime().composer
+    requests = every_request(composer)
+    drafts = composer.draft_many(requests)
+    assert len(drafts) == len(requests) == len(composer.sequence.steps) * len(MIXES)
+    for request, draft in zip(requests, drafts, strict=True):
+        assert isinstance(draft, Draft), draft
+        rendered, message = composer.finish(draft, NOW)
+        alone, by_itself = compose_alone(composer, request)
+        assert rendered == alone
+        assert 'style="' in rendered.html  # inlined
+        assert parsed(message.data) == parsed(by_itself.data)
+        assert (message.recipient, message.envelope_from) == (
+            by_itself.recipient,
+            by_itself.envelope_from,
+        )
+
+
+def test_a_failing_email_in_a_batch_leaves_the_others_whole(tmp_path: Path) -> None:
+    """A template error (or an unknown step) stands in for that email; the rest render as alone."""
+    composer = runtime(templates_dir=templates_failing_for("Broken", tmp_path)).composer
+    good = every_request(composer)[:3]
+    broken = dataclasses.replace(
+        good[1], recipient=dataclasses.replace(CLIENT, name="Broken Record")
+    )
+    unknown = dataclasses.replace(good[0], step="no_such_step")
+    drafts = composer.draft_many([good[0], broken, good[1], unknown, good[2]])
+    assert isinstance(drafts[1], TemplateError)
+    assert str(drafts[1]) == "partials/signoff.html:1: ZeroDivisionError"
+    assert isinstance(drafts[3], SequenceError)
+    for request, draft in zip(good, (drafts[0], drafts[2], drafts[4]), strict=True):
+        assert isinstance(draft, Draft)
+        assert draft.request == request
+        assert draft.rendered == compose_alone(composer, request)[0]
+    with pytest.raises(TemplateError, match="ZeroDivisionError"):
+        compose_alone(composer, broken)
 
 
 def test_subjects_are_under_60_characters(cases: list[Case]) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Cli
+from nurture.rendering import Composer, Draft, Request
+from tests.conftest import Cli, templates_failing_for
 from tests.smtp_sink import SMTPSink
+from tests.web_support import make_runtime
 
 ANA = "ana@example.com"
 ENROL_AT = "2026-11-30T10:00:00+00:00"  # a Monday, 10:00 in London
@@ -209,6 +214,94 @@ def test_ticking_twice_sends_nothing_twice(cli: Cli, smtp: SMTPSink) -> None:
     ids = smtp.ids()
     assert len(ids) == 5
     assert len(set(ids)) == 5
+
+
+def test_a_template_failing_for_one_client_fails_only_that_email(
+    cli: Cli, smtp: SMTPSink, tmp_path: Path
+) -> None:
+    """A clinic's template that breaks for one client: that email fails, the batch goes on."""
+    folder = templates_failing_for("Broken", tmp_path)
+    env = {"NURTURE_TEMPLATES": str(folder), "NURTURE_TRANSPORT": smtp.url}
+    people = [
+        ("Ana Silva", ANA),
+        ("Broken Record", "broken@example.com"),
+        ("Cleo Diaz", "cleo@example.com"),
+    ]
+    for name, address in people:
+        cli.ok(
+            "enroll",
+            address,
+            "--name",
+            name,
+            "--scar",
+            "pih",
+            "--timezone",
+            "Europe/London",
+            now=ENROL_AT,
+        )
+    result = cli.ok("tick", now=ENROL_AT, env=env)
+    assert "Traceback" not in result.err + result.out
+    assert sorted(r.rcpt_tos[0] for r in smtp.received) == [ANA, "cleo@example.com"]
+    entry = status_of(cli, "welcome", "broken@example.com")
+    assert (entry["status"], entry["reason"]) == (
+        "failed",
+        "template error: partials/signoff.html:1: ZeroDivisionError",
+    )
+    cli.ok("tick", now="2026-11-30T10:05:00+00:00", env=env)
+    assert len(smtp.received) == 2  # a failed email is not tried again
+
+
+class TurningClock:
+    """The worker's clock, moved from one instant to another once its batch is drafted."""
+
+    def __init__(self, composer: Composer, before: str, after: str) -> None:
+        self.composer = composer
+        self.now = datetime.fromisoformat(before)
+        self.after = datetime.fromisoformat(after)
+        self.drafted: list[str] = []
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def draft_many(self, requests: list[Request]) -> list[Any]:
+        """The real composer's drafts; then time moves on."""
+        drafts = self.composer.draft_many(requests)
+        self.drafted += [d.request.message_id for d in drafts if isinstance(d, Draft)]
+        self.now = self.after
+        return drafts
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.composer, name)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "drafted", "sent"),
+    [
+        ("2026-11-30T17:59:59+00:00", "2026-11-30T18:00:01+00:00", 2, 0),  # the window closes
+        # the system clock stepped back into the window: drafted nothing, sends from scratch
+        ("2026-11-30T18:00:01+00:00", "2026-11-30T17:59:59+00:00", 0, 2),
+    ],
+)
+def test_what_goes_out_is_decided_when_it_goes_not_when_it_was_drafted(
+    cli: Cli, smtp: SMTPSink, before: str, after: str, drafted: int, sent: int
+) -> None:
+    """Emails are drafted as a batch; each is still decided (window, staleness) at hand-over."""
+    for address in (ANA, "cleo@example.com"):
+        enrol(cli, address, now="2026-11-30T17:59:59+00:00")
+    runtime = make_runtime(cli.url, NURTURE_TRANSPORT=smtp.url)
+    worker = runtime.dispatcher()
+    clock = TurningClock(worker.composer, before, after)
+    report = dataclasses.replace(worker, composer=clock, clock=clock).tick()
+    runtime.close()
+    assert (len(clock.drafted), report.sent, len(smtp.received)) == (drafted, sent, sent)
+    assert report.deferred == 2 - sent
+    for address in (ANA, "cleo@example.com"):
+        entry = status_of(cli, "welcome", address)
+        assert entry["status"] == ("sent" if sent else "pending")
+        if sent:
+            assert entry["sent_at"] == after  # dated when it went, not when it was drafted
+        else:
+            assert entry["due_at"] == "2026-12-01T09:00:00+00:00"  # the window's next opening
 
 
 def test_stale_emails_are_skipped_after_an_outage(cli: Cli, smtp: SMTPSink) -> None:

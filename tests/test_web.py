@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from nurture import accounts, enrollment
