@@ -176,6 +176,50 @@ def test_an_email_in_flight_waits_a_second_lease_before_takeover(cli: Cli) -> No
         engine.dispose()
 
 
+def test_the_in_flight_flag_renews_the_lease_from_the_databases_clock(cli: Cli) -> None:
+    """begin_send sets the lease's end to the database's now + lease, in UTC, whatever the zone.
+
+    On PostgreSQL the end is computed in the statement (clock_timestamp());
+    the session runs in a zone fourteen hours from UTC to catch a local time
+    stored as if it were UTC.
+    """
+    _enrol_many(cli, 1)
+    engine = create_engine(cli.url)
+    lease = timedelta(minutes=7)
+    token = "a" * 32
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SET TIME ZONE 'Pacific/Kiritimati'"))
+            (first, *_) = queue.claim(
+                conn, due_by=datetime.fromisoformat(NOW), token=token, lease=lease, limit=10
+            )
+            m = conn.execute(
+                select(Message, Course.client_id)
+                .join(Course, Course.id == Message.course_id)
+                .where(Message.id == first)
+            ).one()
+            before = queue.database_now(conn)
+            hold = queue.begin_send(
+                conn,
+                first,
+                token,
+                lease,
+                due_at=m.due_at,
+                expires_at=m.expires_at,
+                invite_revision=m.invite_revision,
+                client_id=m.client_id,
+                facts_seen=queue.facts_recorded(conn, [m.client_id])[m.client_id],
+            )
+            after = queue.database_now(conn)
+            stored = conn.scalar(select(Message.lease_until).where(Message.id == first))
+        assert hold is queue.Hold.KEPT
+        assert stored is not None
+        assert before + lease <= stored <= after + lease
+    finally:
+        engine.dispose()
+
+
 def test_outcome_writes_are_compare_and_sets_that_store_what_they_are_given(cli: Cli) -> None:
     """begin_send/finish (on SQLite run on the driver) match only our unchanged claim.
 
