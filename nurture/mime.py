@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,10 +52,17 @@ class Multipart:
 
 
 def address(name: str, addr_spec: str) -> str:
-    """``Name <addr>``, quoted or encoded as needed; refuses line breaks."""
+    """``Name <addr>``, quoted or encoded as needed; refuses line breaks.
+
+    Runs of spaces and tabs in the name become one space: mail programs
+    read them so anyway (RFC 5322 folds the whitespace between words).
+    """
     _one_line(name)
     _one_line(addr_spec)
-    return formataddr((name, addr_spec), charset="utf-8")
+    return formataddr((_BLANKS.sub(" ", name).strip(" "), addr_spec), charset="utf-8")
+
+
+_BLANKS = re.compile(r"[ \t]+")
 
 
 def unstructured(value: str) -> str:
