@@ -368,7 +368,7 @@ class Renderer:
         frame = exc.__traceback__
         root = self.templates_dir.resolve()
         while frame is not None:
-            path = Path(frame.tb_frame.f_code.co_filename)
+            path = Path(frame.tb_frame.f_code.co_filename).resolve()  # as Jinja opened it
             if path.is_relative_to(root):
                 where = f"{path.relative_to(root).as_posix()}:{frame.tb_lineno}"
             frame = frame.tb_next

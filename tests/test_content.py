@@ -354,6 +354,22 @@ def test_a_failing_email_in_a_batch_leaves_the_others_whole(tmp_path: Path) -> N
         compose_alone(composer, broken)
 
 
+def test_a_failing_line_is_named_in_a_folder_given_as_a_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NURTURE_TEMPLATES=clinic-templates (relative): the error still names the template line."""
+    templates_failing_for("Broken", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    composer = runtime(templates_dir=Path("clinic-templates")).composer
+    request = every_request(composer)[0]
+    broken = dataclasses.replace(
+        request, recipient=dataclasses.replace(CLIENT, name="Broken Record")
+    )
+    with pytest.raises(TemplateError) as caught:
+        compose_alone(composer, broken)
+    assert str(caught.value) == "partials/signoff.html:1: ZeroDivisionError"
+
+
 def test_subjects_are_under_60_characters(cases: list[Case]) -> None:
     """Every subject, even for a long first name and a 20-session course, is under 60 characters."""
     too_long = {c.rendered.subject for c in cases if len(c.rendered.subject) >= 60}
