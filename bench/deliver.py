@@ -2,7 +2,9 @@
 
 The wall time runs from the first worker's start to the last one's exit, so
 it includes interpreter start-up and imports: what a cron job or a scheduler
-restart pays.  Peak RSS comes from ``os.wait4``.  A run counts only if the
+restart pays.  Peak RSS comes from ``os.wait4``; how busy the whole machine
+was (every process on every core: workers, database, sink) from
+``/proc/stat``, where there is one.  A run counts only if the
 sink received every due Message-ID exactly once and the database agrees
 (nothing due left, no claim left behind).
 """
@@ -43,11 +45,32 @@ class Finished:
     seconds: float
     peak_rss_mb: tuple[float, ...]
     outputs: tuple[str, ...]
+    #: The share of all cores' time spent busy while they ran (None without /proc/stat).
+    machine_busy: float | None = None
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) clock ticks of all cores since boot, from /proc/stat; None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the ticks between two readings that were busy."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def run_processes(commands: Sequence[Sequence[str]], env: Mapping[str, str], cwd: Path) -> Finished:
     """Start every command at once, wait for all; ``BrokenRunError`` if one fails."""
     logs = [cwd / f"proc-{i}.log" for i in range(len(commands))]
+    ticks = cpu_ticks()
     started = time.perf_counter()
     procs = []
     for command, log in zip(commands, logs, strict=True):
@@ -59,13 +82,14 @@ def run_processes(commands: Sequence[Sequence[str]], env: Mapping[str, str], cwd
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait again
         rss.append(usage.ru_maxrss / 1024)  # kilobytes on Linux
     seconds = time.perf_counter() - started
+    busy = busy_share(ticks, cpu_ticks())
     outputs = tuple(log.read_text(encoding="utf-8", errors="replace") for log in logs)
     for proc, output in zip(procs, outputs, strict=True):
         if proc.returncode != 0:
             raise BrokenRunError(
                 f"{' '.join(proc.args)} exited {proc.returncode}:\n{output[-2000:]}"
             )
-    return Finished(seconds, tuple(rss), outputs)
+    return Finished(seconds, tuple(rss), outputs, busy)
 
 
 @dataclass(frozen=True)
@@ -111,6 +135,7 @@ class Delivery:
     peak_rss_mb: tuple[float, ...]
     exact: Exactness
     problems: tuple[str, ...] = ()
+    machine_busy: float | None = None
 
     @property
     def rate(self) -> float:
@@ -142,7 +167,13 @@ def deliver(
         problems.append(f"the workers reported {reported} sent, {len(expected)} were due")
     problems += _database_problems(env["NURTURE_DATABASE_URL"])
     return Delivery(
-        workers, finished.seconds, len(expected), finished.peak_rss_mb, exact, tuple(problems)
+        workers,
+        finished.seconds,
+        len(expected),
+        finished.peak_rss_mb,
+        exact,
+        tuple(problems),
+        finished.machine_busy,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,9 @@ class Results:
     pg1: Sample | None = None
     pg2: Sample | None = None
     pg2_rss: Sample | None = None
+    #: The share of the machine's cores busy during each run (all processes), percent.
+    pg1_busy: Sample | None = None
+    pg2_busy: Sample | None = None
     duplicates: int | None = None
     peer_template: PeerTemplate | None = None
     peer_deliver: Sample | None = None
@@ -125,6 +129,7 @@ def _scale(table: Table, r: Results) -> None:
             r.pg1,
             "msg/s",
             _ratio(r.pg1, r.sqlite, "SQLite"),
+            note=_busy(r.pg1_busy),
         )
     )
     table.add(
@@ -134,6 +139,7 @@ def _scale(table: Table, r: Results) -> None:
             "msg/s",
             _ratio(r.pg2, r.pg1, "1 worker"),
             _target(r.pg2, r.pg1, SCALE_FACTOR, f">= {SCALE_FACTOR} x 1 worker"),
+            note=_busy(r.pg2_busy),
         )
     )
     dupes = None if r.duplicates is None else Sample.of([r.duplicates])
@@ -145,6 +151,18 @@ def _scale(table: Table, r: Results) -> None:
             "",
             target=None if met is None else Target("0", met),
         )
+    )
+
+
+def _busy(sample: Sample | None) -> str:
+    """How busy the machine was during a delivery: what bounds two workers on a small box."""
+    if sample is None:
+        return ""
+    spread = f" ({sample.low:.0f}-{sample.high:.0f})" if len(sample.values) > 1 else ""
+    cores = os.cpu_count() or 1
+    return (
+        f"the machine's {cores} cores were {sample.median:.0f}% busy{spread} "
+        "(workers, PostgreSQL, sink)"
     )
 
 

@@ -175,6 +175,9 @@ class Bench:
             self.results.pg1 = Sample.of([r.rate for r in runs[1]])
             self.results.pg2 = Sample.of([r.rate for r in runs[2]])
             self.results.pg2_rss = Sample.of([max(r.peak_rss_mb) for r in runs[2]])
+            for workers, attribute in ((1, "pg1_busy"), (2, "pg2_busy")):
+                busy = [100 * r.machine_busy for r in runs[workers] if r.machine_busy is not None]
+                setattr(self.results, attribute, Sample.of(busy) if busy else None)
             self.results.duplicates = sum(r.exact.duplicates for r in runs[2])
         finally:
             pg.close()
