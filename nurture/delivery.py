@@ -312,21 +312,18 @@ class Dispatcher:
     def _draft(self, jobs: list[Job]) -> dict[int, Draft | TemplateError | SequenceError]:
         """Render, together, the emails of a read that are to be sent now (see ``_handle``).
 
-        Rendering them as one batch lets css_inline inline them in parallel;
+        Rendering them as one batch keeps Jinja's and css_inline's code hot;
         what goes out is still decided email by email, and one decided
         otherwise by then, or without a draft, is dealt with as before.
         """
         now = self.clock()
-        sendable = [
-            job
-            for job in jobs
-            if job.recipient is not None and self._decide(job, now).action is Action.SEND
-        ]
-        requests = [
-            Request(job.step, job.course, job.recipient, job.session_number, job.message_id)
-            for job in sendable
-            if job.recipient is not None
-        ]
+        sendable, requests = [], []
+        for job in jobs:
+            if job.recipient is not None and self._decide(job, now).action is Action.SEND:
+                sendable.append(job)
+                requests.append(
+                    Request(job.step, job.course, job.recipient, job.session_number, job.message_id)
+                )
         drafts = self.composer.draft_many(requests)
         return {job.id: draft for job, draft in zip(sendable, drafts, strict=True)}
 
