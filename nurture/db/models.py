@@ -29,6 +29,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from nurture.db.types import UTCDateTime
 from nurture.domain import CourseStatus, EventKind, MessageStatus, SessionStatus
 
+#: The migration (in ``alembic/``) that builds exactly these models: the one a
+#: database must be at for this code to use it.  A test checks that it is the
+#: newest migration, so a new migration cannot land without moving it.
+SCHEMA_REVISION = "0003"
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
