@@ -12,9 +12,10 @@ stands when the email is composed.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.headerregistry import Address
@@ -122,13 +123,16 @@ def zone_label(local: datetime, zone: str) -> str:
 def describe_time(at: datetime, zone: str) -> dict[str, str]:
     """Ways to write an instant in the client's zone, in plain English."""
     local = at.astimezone(zone_named(zone))
+    # One strftime for every name (each call formats from scratch).
+    weekday, month, wd, mon, clock = local.strftime("%A|%B|%a|%b|%H:%M").split("|")
+    date = f"{weekday} {local.day} {month} {local.year}"
     return {
-        "when": f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M}",
-        "date": f"{local:%A} {local.day} {local:%B %Y}",
-        "short_date": f"{local:%a} {local.day} {local:%b}",
-        "time": f"{local:%H:%M}",
+        "when": f"{date} at {clock}",
+        "date": date,
+        "short_date": f"{wd} {local.day} {mon}",
+        "time": clock,
         "zone": zone_label(local, zone),
-        "weekday": f"{local:%A}",
+        "weekday": weekday,
         "iso": local.isoformat(timespec="minutes"),
     }
 
@@ -254,7 +258,18 @@ def _throttled(uptodate: Callable[[], bool]) -> Callable[[], bool]:
 
 
 class _Environment(jinja2.Environment):
-    """Jinja with ``TemplateVars`` read key-first (see there); all else as Jinja does it."""
+    """Jinja with ``TemplateVars`` read key-first (see there) and plain-dict globals.
+
+    Jinja gives each template a ChainMap of its globals over the
+    environment's, and copies that map into a fresh context for each render
+    and each include (about ten per email); a ChainMap is iterated by
+    building a dict of all its maps, every time.  A dict made once per
+    template holds the same names (nurture sets the environment's globals
+    only when it builds it, as Jinja asks), and costs a plain copy.
+    """
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is TemplateVars:
@@ -397,6 +412,12 @@ def envelope_address(email: str) -> str:
     return ascii_form or email
 
 
+@functools.lru_cache(maxsize=8)
+def _sender(display_name: str, addr_spec: str) -> str:
+    """The From header: the same clinic on every email, so written once."""
+    return mime.address(display_name, addr_spec)
+
+
 def build_message(
     rendered: RenderedEmail,
     *,
@@ -411,7 +432,7 @@ def build_message(
     to_addr = envelope_address(recipient.email)
     try:
         headers = [
-            ("From", mime.address(sender.display_name, sender.addr_spec)),
+            ("From", _sender(sender.display_name, sender.addr_spec)),
             ("To", mime.address(recipient.name, to_addr)),
             ("Subject", mime.unstructured(rendered.subject)),
             ("Date", format_datetime(date)),

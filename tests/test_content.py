@@ -41,6 +41,7 @@ from nurture.rendering import (
     Request,
     TemplateVars,
     build_context,
+    describe_time,
 )
 from nurture.runtime import Runtime
 from nurture.sequence import Trigger
@@ -354,6 +355,22 @@ def test_a_failing_email_in_a_batch_leaves_the_others_whole(tmp_path: Path) -> N
         compose_alone(composer, broken)
 
 
+def test_clinic_templates_keep_jinjas_own_globals_in_partials(tmp_path: Path) -> None:
+    """range and namespace work in an included partial, as in any Jinja template."""
+    folder = tmp_path / "clinic-templates"
+    shutil.copytree(DEFAULT_TEMPLATES, folder)
+    partial = folder / "partials" / "signoff.txt"
+    partial.write_text(
+        "{% set ns = namespace(total=0) %}{% for i in range(4) %}"
+        "{% set ns.total = ns.total + i %}{% endfor %}Counted {{ ns.total }}.\n"
+        + partial.read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    composer = runtime(templates_dir=folder).composer
+    rendered, _ = compose_alone(composer, every_request(composer)[0])
+    assert "Counted 6." in rendered.text
+
+
 def test_a_failing_line_is_named_in_a_folder_given_as_a_relative_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -482,6 +499,32 @@ def test_session_emails_name_session_date_local_time_and_clinic() -> None:
             assert f"{local:%H:%M} {local:%Z}" in part, step
             assert clinic.name in part, step
             assert clinic.phone in part, step
+
+
+def test_a_time_reads_in_the_clients_zone_in_every_form_templates_use() -> None:
+    """Each form of a session time: local day, date, clock and zone, across date lines."""
+    at = datetime(2026, 12, 3, 10, 30, tzinfo=UTC)
+    assert describe_time(at, "Europe/London") == {
+        "when": "Thursday 3 December 2026 at 10:30",
+        "date": "Thursday 3 December 2026",
+        "short_date": "Thu 3 Dec",
+        "time": "10:30",
+        "zone": "GMT",
+        "weekday": "Thursday",
+        "iso": "2026-12-03T10:30+00:00",
+    }
+    tokyo = describe_time(datetime(2026, 11, 30, 23, 30, tzinfo=UTC), "Asia/Tokyo")
+    assert (tokyo["when"], tokyo["short_date"], tokyo["zone"]) == (
+        "Tuesday 1 December 2026 at 08:30",
+        "Tue 1 Dec",
+        "JST",
+    )
+    sao_paulo = describe_time(at, "America/Sao_Paulo")  # its zone has no letters, only -03
+    assert (sao_paulo["time"], sao_paulo["zone"], sao_paulo["iso"]) == (
+        "07:30",
+        "Sao Paulo time",
+        "2026-12-03T07:30-03:00",
+    )
 
 
 def test_welcome_explains_exactly_the_clients_scar_types(cases: list[Case]) -> None:
