@@ -197,21 +197,37 @@ class Bench:
         self.results.peer_queue = Sample.of([self.options.n / r.queue_seconds for r in runs])
 
     def flat_cost(self) -> None:
-        """The idle tick as the history grows, and one idle `nurture tick` process."""
+        """The idle tick as the history grows, and one idle `nurture tick` process.
+
+        The history is grown once, a copy kept at each size; the sizes are
+        then timed in turn, repetition by repetition, so a shared machine's
+        slow and fast spells fall on every size alike, not on whichever was
+        measured during them.
+        """
         path = self.work.path("history.db")
         url = new_sqlite(path)
         engine = make_engine(url)
+        sizes: dict[int, str] = {}
         try:
             for rows in self.options.history:
                 flat.grow_history(engine, rows)
-                runtime = self.work.runtime(url, self.sink.url, NOW)
-                self.results.idle[rows] = Sample.of(
-                    [flat.idle_tick_ms(runtime, 100) for _ in range(self.options.repeat)]
-                )
-                runtime.close()
+                engine.dispose()
+                settle_file(path)
+                sizes[rows] = copy_sqlite(path, self.work.path(f"history-{rows}.db"))
             self.results.history_rows = flat.message_rows(engine)
         finally:
             engine.dispose()
+        runtimes = {rows: self.work.runtime(at, self.sink.url, NOW) for rows, at in sizes.items()}
+        times: dict[int, list[float]] = {rows: [] for rows in sizes}
+        try:
+            for _ in range(self.options.repeat):
+                for rows, runtime in runtimes.items():
+                    times[rows].append(flat.idle_tick_ms(runtime, 100))
+        finally:
+            for runtime in runtimes.values():
+                runtime.close()
+        for rows, measured in times.items():
+            self.results.idle[rows] = Sample.of(measured)
         self.results.cold_idle = Sample.of(
             [flat.cold_tick_ms(self.work, url, self.sink.url) for _ in range(self.options.repeat)]
         )
