@@ -10,7 +10,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.pool import NullPool
 
 from nurture.db.engine import (
@@ -62,6 +62,19 @@ def test_a_database_behind_the_code_is_refused_by_name(empty_db_url: str) -> Non
     assert "at migration 0002" in str(refused.value)
     assert f"needs {SCHEMA_REVISION}" in str(refused.value)
     assert "run `nurture db upgrade`" in str(refused.value)
+
+
+def test_a_database_with_two_current_migrations_is_refused(empty_db_url: str) -> None:
+    """Two rows in alembic_version (a branched history nurture never makes) stop the check."""
+    upgrade(empty_db_url)
+    engine = make_engine(empty_db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0002b')"))
+        with pytest.raises(DatabaseNotReadyError, match=r"several migrations .*0002b"):
+            ensure_ready(engine)
+    finally:
+        engine.dispose()
 
 
 def test_starting_a_worker_does_not_load_the_migration_tool(sqlite_url: str) -> None:

@@ -110,12 +110,23 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at, or None when it has no nurture tables."""
+    """The revision the database is at, or None when it has no nurture tables.
+
+    ``DatabaseNotReadyError`` if it records more than one (nurture's migrations
+    are one line; several heads mean it was migrated by something else).
+    """
     with engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
             return None
-        revision = conn.scalar(text("SELECT version_num FROM alembic_version"))
-        return None if revision is None else str(revision)
+        revisions = sorted(
+            str(v) for v in conn.scalars(text("SELECT version_num FROM alembic_version"))
+        )
+    if len(revisions) > 1:
+        raise DatabaseNotReadyError(
+            f"the database records several migrations as current ({', '.join(revisions)}); "
+            "nurture's migrations are one line: restore the database or ask for help"
+        )
+    return revisions[0] if revisions else None
 
 
 def upgrade(url: str) -> tuple[str | None, str]:
