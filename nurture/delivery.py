@@ -321,9 +321,7 @@ class Dispatcher:
         for job in jobs:
             if job.recipient is not None and self._decide(job, now).action is Action.SEND:
                 sendable.append(job)
-                requests.append(
-                    Request(job.step, job.course, job.recipient, job.session_number, job.message_id)
-                )
+                requests.append(_request(job))
         drafts = self.composer.draft_many(requests)
         return {job.id: draft for job, draft in zip(sendable, drafts, strict=True)}
 
@@ -505,20 +503,11 @@ class Dispatcher:
     def _render(
         self, job: Job, now: datetime, draft: Draft | TemplateError | SequenceError | None
     ) -> OutgoingEmail:
-        assert job.recipient is not None
-        if isinstance(draft, Draft):
-            return self.composer.finish(draft, now)[1]
-        if draft is not None:
+        if draft is None:  # not due to go when the read was rendered, due now
+            draft = self.composer.draft(_request(job))
+        elif not isinstance(draft, Draft):
             raise draft
-        _, email = self.composer.compose(
-            job.step,
-            job.course,
-            job.recipient,
-            job.session_number,
-            message_id=job.message_id,
-            now=now,
-        )
-        return email
+        return self.composer.finish(draft, now)[1]
 
     def _retry_later(
         self,
@@ -729,6 +718,12 @@ _SESSIONS = (
 _SUPPRESSED = select(Suppression.email_hash).where(
     Suppression.email_hash.in_(bindparam("hashes", expanding=True))
 )
+
+
+def _request(job: Job) -> Request:
+    """What the composer needs to render a job's email (only for one with a recipient)."""
+    assert job.recipient is not None
+    return Request(job.step, job.course, job.recipient, job.session_number, job.message_id)
 
 
 def _settle(decision: Decision, job: Job) -> tuple[str, dict[str, object]]:

@@ -512,9 +512,12 @@ class Composer:
     ) -> tuple[RenderedEmail, OutgoingEmail]:
         """Render one step and assemble its message."""
         request = Request(step_name, course, recipient, session_number, message_id)
+        return self.finish(self.draft(request), now)
+
+    def draft(self, request: Request) -> Draft:
+        """Render one email, still to be dated and assembled (``finish``)."""
         step, url, invite, context = self._prepare(request)
-        draft = Draft(request, self.renderer.render(step.template, context), url, invite)
-        return self.finish(draft, now)
+        return Draft(request, self.renderer.render(step.template, context), url, invite)
 
     def draft_many(self, requests: list[Request]) -> list[Draft | TemplateError | SequenceError]:
         """Render several emails (``Renderer.render_many``), an error in place of a failed one."""
