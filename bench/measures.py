@@ -119,6 +119,20 @@ def _peer(table: Table, r: Results) -> None:
         )
     )
     table.add(Row("post_office queue: send_many (renders)", r.peer_queue, "msg/s"))
+    asked = None
+    if r.peer_deliver is not None:
+        asked = Sample.of([PEER_FACTOR * v for v in r.peer_deliver.values])
+    table.add(
+        Row(
+            f"what {PEER_FACTOR:g} x peer asks of nurture",
+            asked,
+            "msg/s",
+            _ratio(asked, r.floor, "floor"),
+            note="above 1.00 x floor, more than plain smtplib sends of bytes rendered beforehand"
+            if asked is not None and r.floor is not None and asked / r.floor > 1
+            else "",
+        )
+    )
 
 
 def _scale(table: Table, r: Results) -> None:
