@@ -150,13 +150,12 @@ def ensure_ready(engine: Engine) -> None:
         raise DatabaseNotReadyError(
             f"cannot open the database ({exc.orig}); check NURTURE_DATABASE_URL"
         ) from None
-    head = SCHEMA_REVISION
     if current is None:
         raise DatabaseNotReadyError(
             "the database has no nurture tables yet; run `nurture db upgrade` first"
         )
-    if current != head:
+    if current != SCHEMA_REVISION:
         raise DatabaseNotReadyError(
-            f"the database is at migration {current} but this nurture needs {head}; "
+            f"the database is at migration {current} but this nurture needs {SCHEMA_REVISION}; "
             "run `nurture db upgrade`"
         )
